@@ -1,0 +1,1 @@
+"""Workflow model: the dataflow graph and its step kinds."""
