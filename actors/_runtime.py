@@ -1,0 +1,208 @@
+"""The actor runtime: actors, the per-run context, and the host that runs them.
+
+An actor owns some subjects of a run (it is their only writer) and follows others. Its
+state is a *pure fold* of the events it sees (:meth:`Actor.apply`, no I/O); its decisions
+are taken in :meth:`Actor.react`, which may append events and must be idempotent: it is
+called after every batch of new events and once after replay, and it decides only from
+state. Decisions it has appended but not yet seen come back are remembered locally so that
+they are not repeated while in flight; every append has a deterministic id anyway, so a
+repeat is deduplicated by the server.
+
+The :class:`ActorHost` runs a set of actors for one run in one process. It reads the run's
+events through one ordered consumer and routes each record to the actors interested in it:
+
+1. ``start()`` every actor (ports open their request subscriptions, handshake);
+2. *replay*: fold every event already in the log, with no side effects;
+3. ``react()`` every actor once (reconcile: carry on where the log stops);
+4. *live*: fold each new event, then wake the actors that saw it.
+
+Replay and live use the same consumer, so nothing is missed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+
+from events.log import EventLog, Record
+from events.schema import Event
+from streamflow.workflow.graph import WorkflowGraph
+
+__all__ = ["Actor", "ActorHost", "RunContext"]
+
+log = structlog.get_logger("streamflow.actors")
+
+
+@dataclass
+class RunContext:
+    """What every actor of a run shares in one process.
+
+    Attributes:
+        run_id: the run.
+        nc: the NATS connection.
+        log: the event log.
+        graph: the run's dataflow graph.
+        workdir: base directory of job working directories.
+        outdir: where outputs are delivered.
+        settings: run settings (failure policy, deployments, ...).
+        epoch: this host's fencing epoch for the run.
+    """
+
+    run_id: str
+    nc: NATS
+    log: EventLog
+    graph: WorkflowGraph
+    workdir: str
+    outdir: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    host: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
+
+
+class Actor(ABC):
+    """Base of every actor.
+
+    Args:
+        ctx: the run context.
+        address: the actor's address, also its ``producer`` name in events.
+    """
+
+    def __init__(self, ctx: RunContext, address: str) -> None:
+        self.ctx = ctx
+        self.address = address
+        self.replaying = True
+        self._wake = asyncio.Event()
+
+    @abstractmethod
+    def interested(self, record: Record) -> bool:
+        """Whether this actor folds ``record``."""
+
+    @abstractmethod
+    def apply(self, record: Record) -> None:
+        """Fold one event into the state. Pure: no I/O, no logging."""
+
+    @abstractmethod
+    async def react(self) -> None:
+        """Take every decision the state calls for (idempotent)."""
+
+    async def start(self) -> None:
+        """Open subscriptions before the host starts routing (default: nothing)."""
+        return None
+
+    async def stop(self) -> None:
+        """Close what :meth:`start` opened (default: nothing)."""
+        return None
+
+    @property
+    def done(self) -> bool:
+        """Whether the actor has nothing left to do in this run."""
+        return False
+
+    async def append(self, aggregate: str, agg_id: str | None, body: Event, *, key: str = "",
+                     causation_id: str | None = None, expected_last_seq: int | None = None) -> int:
+        """Append an event written by this actor; returns its stream sequence."""
+        result = await self.ctx.log.append(
+            self.ctx.run_id, aggregate, agg_id, body,
+            producer=self.address, key=key, causation_id=causation_id,
+            expected_last_seq=expected_last_seq, epoch=self.ctx.epoch,
+        )
+        return result.stream_seq
+
+    def wake(self) -> None:
+        """Ask for :meth:`react` to run soon."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            with structlog.contextvars.bound_contextvars(run_id=self.ctx.run_id, actor=self.address):
+                await self.react()
+
+
+class ActorHost:
+    """Runs actors of one run in this process, fed by one ordered consumer.
+
+    Args:
+        ctx: the run context.
+        actors: the actors to host.
+        background: extra coroutines to run in the host's task group (e.g. workers).
+    """
+
+    def __init__(self, ctx: RunContext, actors: Iterable[Actor],
+                 background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = ()) -> None:
+        self.ctx = ctx
+        self.actors = list(actors)
+        self.background = list(background)
+        self._routes: dict[str, list[Actor]] = {}
+        self.last_stream_seq = 0
+        self.events_seen = 0
+
+    def _route(self, record: Record) -> list[Actor]:
+        routed = self._routes.get(record.subject)
+        if routed is None:
+            routed = [a for a in self.actors if a.interested(record)]
+            self._routes[record.subject] = routed
+        return routed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Host the actors until ``stop`` is set; then stop them in stages.
+
+        Raises:
+            Exception: whatever an actor raised (the others are cancelled).
+        """
+        for actor in self.actors:
+            await actor.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._pump(tg))
+                for job in self.background:
+                    tg.create_task(job())
+                stopper = tg.create_task(stop.wait())
+                await stopper
+                reader.cancel()
+                raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            for actor in self.actors:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(actor.stop())
+
+    async def _pump(self, tg: asyncio.TaskGroup) -> None:
+        log_ = self.ctx.log
+        total = await log_.count(f"sf.ev.{self.ctx.run_id}.>")
+        seen = 0
+        replayed = total == 0
+        if replayed:
+            self._go_live(tg)
+        async for record in log_.read(self.ctx.run_id, follow=True):
+            self.last_stream_seq = record.stream_seq
+            self.events_seen += 1
+            seen += 1
+            for actor in self._route(record):
+                actor.apply(record)
+                if not actor.replaying:
+                    actor.wake()
+            if not replayed and seen >= total:
+                replayed = True
+                self._go_live(tg)
+
+    def _go_live(self, tg: asyncio.TaskGroup) -> None:
+        for actor in self.actors:
+            actor.replaying = False
+            tg.create_task(actor._loop())
+            actor.wake()
+
+
+class _Stop(Exception):
+    """Internal: ends the host's task group."""

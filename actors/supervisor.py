@@ -1,0 +1,196 @@
+"""The run supervisor: the writer of the run aggregate (``sf.ev.<run>.wf``).
+
+It follows every step's termination and failure and the workflow's output ports. When a
+step fails it records ``RunFailed``; when every step has terminated it collects the output
+object (the tag ``"0"`` token of each output port), delivers the output files to the
+output directory and records ``RunCompleted`` with the delivered object. Either way it
+sets ``done``, which tells the host to shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from actors._runtime import Actor, RunContext
+from events.log import Record
+from events.schema import (
+    PortTerminated,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    StepFailed,
+    StepTerminated,
+    TokenEmitted,
+)
+
+__all__ = ["RunSupervisor", "deliver_outputs"]
+
+log = structlog.get_logger("streamflow.run")
+
+
+class RunSupervisor(Actor):
+    """Decides when the run is over and records how it ended.
+
+    Args:
+        ctx: the run context.
+        done: set once the run has a final state in the log.
+    """
+
+    def __init__(self, ctx: RunContext, done: asyncio.Event) -> None:
+        super().__init__(ctx, "run")
+        self.done_event = done
+        graph = ctx.graph
+        self.subject = f"sf.ev.{ctx.run_id}.wf"
+        self.step_ids = set(graph.steps)
+        self.output_ports = {f"sf.ev.{ctx.run_id}.port.{pid}": name for name, pid in graph.outputs.items()}
+        self.outputs: dict[str, Any] = {}
+        self.terminated_steps: set[str] = set()
+        self.failure: StepFailed | None = None
+        self.failed_step: str | None = None
+        self.final: RunCompleted | RunFailed | RunCancelled | None = None
+        self.last_seq = 0
+
+    def interested(self, record: Record) -> bool:
+        return (record.subject == self.subject or record.aggregate == "step"
+                or record.subject in self.output_ports)
+
+    def apply(self, record: Record) -> None:
+        body = record.body
+        if record.subject == self.subject:
+            self.last_seq = max(self.last_seq, record.stream_seq)
+            if isinstance(body, RunCompleted | RunFailed | RunCancelled):
+                self.final = body
+            return
+        if isinstance(body, StepTerminated):
+            self.terminated_steps.add(record.agg_id or "")
+        elif isinstance(body, StepFailed) and self.failure is None:
+            self.failure = body
+            self.failed_step = record.agg_id
+        elif isinstance(body, TokenEmitted) and body.tag == "0":
+            self.outputs[self.output_ports[record.subject]] = body.value
+        elif isinstance(body, PortTerminated):
+            pass
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    async def react(self) -> None:
+        if self.final is not None:
+            self.done_event.set()
+            return
+        if self.failure is not None:
+            step = self.ctx.graph.steps.get(self.failed_step or "")
+            event = RunFailed(error=self.failure.error, step=step.name if step else self.failed_step,
+                              error_type=self.failure.error_type)
+            await self._finish(event)
+            return
+        if self.terminated_steps >= self.step_ids:
+            outputs = {name: self.outputs.get(name) for name in self.ctx.graph.outputs}
+            delivered = await asyncio.to_thread(deliver_outputs, outputs, self.ctx.outdir)
+            await self._finish(RunCompleted(outputs=delivered))
+
+    async def _finish(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
+        await self.append("wf", None, event, key="final")
+        self.final = event
+        self.done_event.set()
+
+    async def cancel(self, reason: str) -> None:
+        """Record that the run was cancelled (Ctrl-C, ``streamflow cancel``)."""
+        if self.final is None:
+            await self._finish(RunCancelled(reason=reason))
+
+
+def _unique(target: Path, taken: set[str]) -> Path:
+    candidate = target
+    n = 2
+    while str(candidate) in taken or candidate.exists():
+        candidate = target.with_name(f"{target.stem}_{n}{target.suffix}")
+        n += 1
+    taken.add(str(candidate))
+    return candidate
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()  # noqa: S324 - CWL checksums are sha1 by specification
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha1${digest.hexdigest()}"
+
+
+def _place(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = None) -> Any:
+    if isinstance(value, list):
+        return [_relocate(v, outdir, taken, parent) for v in value]
+    if not isinstance(value, dict):
+        return value
+    cls = value.get("class")
+    if cls not in ("File", "Directory"):
+        return {k: _relocate(v, outdir, taken, parent) for k, v in value.items()}
+    result = dict(value)
+    src_path = value.get("path")
+    if not src_path and str(value.get("location", "")).startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        src_path = unquote(urlparse(value["location"]).path)
+    if not src_path:
+        return result  # a literal (no file behind it): nothing to move
+    src = Path(src_path)
+    basename = value.get("basename") or src.name
+    if parent is None:
+        dst = _unique(outdir / basename, taken)
+        _place(src, dst)
+    else:
+        dst = parent / basename
+    result["path"] = str(dst)
+    result["location"] = dst.as_uri()
+    result["basename"] = dst.name
+    result.pop("dirname", None)
+    if cls == "File":
+        result["nameroot"], result["nameext"] = os.path.splitext(dst.name)
+    if cls == "File":
+        if dst.exists():
+            result["size"] = dst.stat().st_size
+            result["checksum"] = value.get("checksum") or _sha1(dst)
+        if value.get("secondaryFiles"):
+            secondaries = []
+            for sec in value["secondaryFiles"]:
+                sec_src = sec.get("path")
+                if parent is None and sec_src:
+                    sec_dst = dst.parent / (sec.get("basename") or Path(sec_src).name)
+                    if not sec_dst.exists():
+                        _place(Path(sec_src), sec_dst)
+                    secondaries.append(_relocate(sec, outdir, taken, dst.parent))
+                else:
+                    secondaries.append(_relocate(sec, outdir, taken, dst.parent))
+            result["secondaryFiles"] = secondaries
+    elif value.get("listing") is not None:
+        result["listing"] = [_relocate(item, outdir, taken, dst) for item in value["listing"]]
+    return result
+
+
+def deliver_outputs(outputs: dict[str, Any], outdir: str) -> dict[str, Any]:
+    """Copy (hard-link where possible) every output file into ``outdir``; rewrite locations."""
+    target = Path(outdir)
+    target.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    result: dict[str, Any] = _relocate(outputs, target, taken)
+    return result

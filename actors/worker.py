@@ -1,0 +1,225 @@
+"""Executor workers: they pull job tasks from the work queue and run them.
+
+A worker binds the durable pull consumer of a deployment (``workers-<deployment>`` on
+``sf.task.<deployment>.>``); more workers, in this process or in agents elsewhere, mean
+more pollers, with no rebalancing. For each task it
+
+1. skips it (and acks) if the job's completion is already in the log;
+2. appends ``JobStarted`` under an expected-sequence check on the job's subject, so two
+   workers cannot both own an attempt;
+3. runs the attempt in a fresh directory ``<workdir>/<run>/<job>/<attempt>-<delivery>``,
+   telling the server it is still working (``in_progress``) while it runs;
+4. appends ``JobCompleted`` or ``JobFailed`` (expected sequence: its own ``JobStarted``;
+   a worker that lost the race discards its result), and only then acks the task.
+
+A worker that dies mid-job leaves the task unacked: the server redelivers it after
+``ack_wait`` and another worker runs it again as a new delivery in a fresh directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import structlog
+from nats.js import api
+
+from events.log import TASKS_STREAM, EventLog
+from events.schema import JobCompleted, JobFailed, JobStarted
+from events.tasks import JobTask, decode_task
+from streamflow.errors import (
+    ConcurrencyError,
+    InputValidationError,
+    JobFailedError,
+    StreamFlowError,
+    UnsupportedRequirementError,
+    WorkflowDefinitionError,
+)
+from streamflow.workflow.graph import ExecuteStep, WorkflowGraph
+
+__all__ = ["GraphProvider", "Worker", "consumer_name"]
+
+log = structlog.get_logger("streamflow.worker")
+
+GraphProvider = Callable[[str], Awaitable[WorkflowGraph]]
+
+ACK_WAIT = 30.0
+
+
+def consumer_name(deployment: str) -> str:
+    """The durable consumer shared by every worker of a deployment."""
+    return f"workers-{deployment}"
+
+
+class Worker:
+    """Pulls and runs job tasks of one deployment.
+
+    Args:
+        log_: the event log.
+        deployment: the deployment whose tasks it runs.
+        graphs: returns the dataflow graph of a run (to find the process of a step).
+        workdir: base directory of the attempts' working directories.
+        concurrency: how many jobs it runs at once.
+        name: the worker's id in events.
+    """
+
+    def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str,
+                 concurrency: int = 1, name: str | None = None) -> None:
+        self.log = log_
+        self.deployment = deployment
+        self.graphs = graphs
+        self.workdir = workdir
+        self.concurrency = max(1, concurrency)
+        self.name = name or f"{socket.gethostname()}/{os.getpid()}"
+        self.running = 0
+        self.completed = 0
+
+    async def _subscribe(self) -> Any:
+        config = api.ConsumerConfig(
+            durable_name=consumer_name(self.deployment),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT,
+            max_ack_pending=-1,
+            filter_subject=f"sf.task.{self.deployment}.>",
+        )
+        return await self.log.js.pull_subscribe(f"sf.task.{self.deployment}.>", durable=consumer_name(self.deployment),
+                                                stream=TASKS_STREAM, config=config)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pull and run tasks until ``stop`` is set; then finish the running ones (drain)."""
+        psub = await self._subscribe()
+        slots = asyncio.Semaphore(self.concurrency)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                while not stop.is_set():
+                    await slots.acquire()
+                    if stop.is_set():
+                        slots.release()
+                        break
+                    try:
+                        msgs = await psub.fetch(1, timeout=0.5)
+                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        slots.release()
+                        continue
+                    except nats.errors.ConnectionClosedError:
+                        slots.release()
+                        break
+                    for msg in msgs:
+                        tg.create_task(self._guarded(msg, slots))
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+    async def _guarded(self, msg: Any, slots: asyncio.Semaphore) -> None:
+        self.running += 1
+        try:
+            await self.handle(msg)
+        finally:
+            self.running -= 1
+            slots.release()
+
+    async def handle(self, msg: Any) -> None:
+        """Run one task message (see the module docstring)."""
+        task = decode_task(msg.data)
+        delivery = int(msg.metadata.num_delivered or 1)
+        subject = f"sf.ev.{task.run_id}.job.{task.job}"
+        with structlog.contextvars.bound_contextvars(run_id=task.run_id, job=task.job, actor=f"worker:{self.name}"):
+            last = await self.log.last(subject)
+            if last is not None and self._already_recorded(last[1].body, task):
+                await msg.ack()
+                return
+            workdir = Path(self.workdir) / task.run_id / task.job / f"{task.attempt}-{delivery}"
+            try:
+                started = await self.log.append(
+                    task.run_id, "job", task.job,
+                    JobStarted(job=task.job, attempt=task.attempt, delivery=delivery, worker=self.name,
+                               workdir=str(workdir)),
+                    producer=f"worker:{self.name}", key=f"{task.attempt}/{delivery}",
+                    expected_last_seq=last[0] if last else 0)
+            except ConcurrencyError:
+                # Another worker owns this attempt now; the server will not redeliver an acked task.
+                await msg.ack()
+                return
+            heartbeat = asyncio.create_task(self._heartbeat(msg))
+            begin = time.monotonic()
+            try:
+                body = await self._execute(task, workdir, delivery)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+            body = _with_duration(body, time.monotonic() - begin)
+            try:
+                await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
+                                      key=f"{task.attempt}/{delivery}", expected_last_seq=started.stream_seq)
+            except ConcurrencyError:
+                log.warning("job_result_discarded", attempt=task.attempt, delivery=delivery)
+            await msg.ack()
+            self.completed += 1
+            if isinstance(body, JobCompleted):
+                log.info("job_completed", attempt=task.attempt, duration=round(body.duration, 3))
+            else:
+                log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
+
+    @staticmethod
+    def _already_recorded(body: Any, task: JobTask) -> bool:
+        if isinstance(body, JobCompleted):
+            return True
+        return isinstance(body, JobFailed) and body.attempt >= task.attempt
+
+    async def _heartbeat(self, msg: Any) -> None:
+        while True:
+            await asyncio.sleep(ACK_WAIT / 3)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
+        from streamflow.cwl.inputs import fill_and_validate_inputs
+        from streamflow.cwl.tool import execute_process
+
+        common = {"job": task.job, "attempt": task.attempt, "delivery": delivery}
+        try:
+            graph = await self.graphs(task.run_id)
+            step = graph.steps[task.step]
+            if not isinstance(step, ExecuteStep):
+                raise WorkflowDefinitionError(f"step {task.step} is not an execute step")
+            outdir = workdir / "out"
+            tmpdir = workdir / "tmp"
+            outdir.mkdir(parents=True, exist_ok=True)
+            tmpdir.mkdir(parents=True, exist_ok=True)
+            job_order = await asyncio.to_thread(
+                fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
+                base_dir=str(outdir))
+            outputs = await execute_process(
+                step.process, job_order, requirements=step.requirements, hints=step.hints,
+                outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
+                cwl_version=step.cwl_version)
+            return JobCompleted(outputs=outputs, **common)
+        except JobFailedError as exc:
+            return JobFailed(error=str(exc), exit_code=exc.exit_code, retryable=exc.retryable,
+                             error_type="JobFailedError", **common)
+        except UnsupportedRequirementError as exc:
+            return JobFailed(error=str(exc), retryable=False, error_type="UnsupportedRequirementError", **common)
+        except (InputValidationError, WorkflowDefinitionError) as exc:
+            return JobFailed(error=str(exc), retryable=False, error_type=type(exc).__name__, **common)
+        except StreamFlowError as exc:
+            return JobFailed(error=str(exc), retryable=exc.retryable, error_type=type(exc).__name__, **common)
+        except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
+            log.exception("job_crashed")
+            return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", **common)
+
+
+def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:
+    if isinstance(body, JobCompleted):
+        return JobCompleted(job=body.job, attempt=body.attempt, delivery=body.delivery, outputs=body.outputs,
+                            exit_code=body.exit_code, duration=duration)
+    return JobFailed(job=body.job, attempt=body.attempt, delivery=body.delivery, error=body.error,
+                     exit_code=body.exit_code, retryable=body.retryable, duration=duration,
+                     error_type=body.error_type)

@@ -1,0 +1,340 @@
+"""The append-only event log on NATS JetStream.
+
+One stream, ``SF_EVENTS``, holds every run's events on subjects
+``sf.ev.<run>.<aggregate>[.<id>]``; its sequence is the authoritative order. Appends are
+idempotent (deterministic ``Nats-Msg-Id``) and can be guarded per subject with
+``Nats-Expected-Last-Subject-Sequence`` (one writer per aggregate). A publish that times
+out has an *unknown* outcome: it is retried with the same id until the server answers.
+
+A second stream, ``SF_TASKS`` (work-queue retention), carries job tasks to executor
+workers: ``sf.task.<deployment>.<run>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.client import JetStreamContext
+
+from events.codec import decode, encode, event_id, event_type
+from events.schema import Envelope, Event
+from streamflow.errors import BusError, ConcurrencyError, EventLogError, RunNotFoundError
+
+__all__ = [
+    "EVENTS_STREAM",
+    "TASKS_STREAM",
+    "AppendResult",
+    "EventLog",
+    "Record",
+    "run_subject",
+    "valid_id",
+]
+
+EVENTS_STREAM = "SF_EVENTS"
+TASKS_STREAM = "SF_TASKS"
+_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def valid_id(value: str) -> bool:
+    """Whether ``value`` can be used as a subject token (run, step, port or job id)."""
+    return bool(_ID.match(value)) and len(value) <= 128
+
+
+def run_subject(run_id: str, aggregate: str | None = None, agg_id: str | None = None) -> str:
+    """Return the subject of an aggregate (or the wildcard of the whole run)."""
+    if aggregate is None:
+        return f"sf.ev.{run_id}.>"
+    if agg_id is None:
+        return f"sf.ev.{run_id}.{aggregate}"
+    return f"sf.ev.{run_id}.{aggregate}.{agg_id}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """An event as read from the log.
+
+    Attributes:
+        stream_seq: the global stream sequence (authoritative order).
+        subject: the subject it was written on.
+        envelope: the decoded envelope.
+        seq: the event's position in its run, 1-based, when read from the run's start
+            (0 when unknown).
+        time: server-side timestamp (seconds since the epoch).
+    """
+
+    stream_seq: int
+    subject: str
+    envelope: Envelope
+    seq: int = 0
+    time: float = 0.0
+
+    @property
+    def aggregate(self) -> str:
+        """The aggregate kind (``wf``, ``step``, ``port``...)."""
+        return self.subject.split(".")[3]
+
+    @property
+    def agg_id(self) -> str | None:
+        """The aggregate id, if any."""
+        parts = self.subject.split(".")
+        return parts[4] if len(parts) > 4 else None
+
+    @property
+    def body(self) -> Event:
+        """The event payload."""
+        return self.envelope.body
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append returned.
+
+    Attributes:
+        stream_seq: the sequence of the stored event.
+        event_id: its id.
+        duplicate: True when the event was already stored (deduplicated).
+    """
+
+    stream_seq: int
+    event_id: str
+    duplicate: bool
+
+
+class EventLog:
+    """The event log API: setup, append, read, follow.
+
+    Args:
+        nc: a connected NATS client.
+        replicas: stream replication (1 for a single server, 3 for a cluster).
+        publish_timeout: seconds to wait for one publish acknowledgement.
+        retry_deadline: seconds to keep retrying a publish whose outcome is unknown.
+    """
+
+    def __init__(self, nc: NATS, *, replicas: int = 1, publish_timeout: float = 5.0,
+                 retry_deadline: float = 60.0) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+        self.replicas = replicas
+        self.publish_timeout = publish_timeout
+        self.retry_deadline = retry_deadline
+
+    async def setup(self) -> None:
+        """Create (or update) the streams the log needs. Idempotent."""
+        events = api.StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=["sf.ev.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=120.0,
+            allow_direct=True,
+            max_msg_size=4 * 1024 * 1024,
+        )
+        tasks = api.StreamConfig(
+            name=TASKS_STREAM,
+            subjects=["sf.task.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=120.0,
+        )
+        for config in (events, tasks):
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != 10058:  # stream name already in use with a different config
+                    raise EventLogError(f"cannot create stream {config.name}: {exc}") from exc
+                await self.js.update_stream(config)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                raise BusError(f"JetStream is not available on the bus: {exc}") from exc
+
+    async def append(
+        self,
+        run_id: str,
+        aggregate: str,
+        agg_id: str | None,
+        body: Event,
+        *,
+        producer: str,
+        key: str = "",
+        causation_id: str | None = None,
+        expected_last_seq: int | None = None,
+        epoch: int = 0,
+    ) -> AppendResult:
+        """Append one event, exactly once.
+
+        Args:
+            run_id: the run.
+            aggregate: the aggregate kind (``wf``, ``step``...).
+            agg_id: the aggregate id (step id, port id, job id) or None.
+            body: the event.
+            producer: the writing actor.
+            key: what makes this fact unique within its aggregate and type (a tag, an
+                attempt...); it goes into the deterministic event id.
+            causation_id: the id of the event that caused it.
+            expected_last_seq: when given, the append only succeeds if the subject's last
+                stream sequence is this (0: the subject must be empty).
+            epoch: the writer's fencing epoch.
+
+        Returns:
+            Where it was stored, and whether it was a duplicate.
+
+        Raises:
+            ConcurrencyError: the expected-sequence check failed.
+            BusError: the outcome is still unknown after ``retry_deadline`` seconds.
+        """
+        kind = event_type(body)
+        eid = event_id(run_id, f"{aggregate}.{agg_id}", kind, key)
+        envelope = Envelope(
+            event_id=eid,
+            run_id=run_id,
+            producer=producer,
+            body=body,
+            causation_id=causation_id,
+            epoch=epoch,
+            occurred_at=time.time_ns(),
+        )
+        headers = {"Nats-Msg-Id": eid, "Sf-Type": kind}
+        if expected_last_seq is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_seq)
+        subject = run_subject(run_id, aggregate, agg_id)
+        payload = encode(envelope)
+        deadline = time.monotonic() + self.retry_deadline
+        delay = 0.05
+        while True:
+            try:
+                ack = await self.js.publish(subject, payload, stream=EVENTS_STREAM, headers=headers,
+                                            timeout=self.publish_timeout)
+                return AppendResult(ack.seq, eid, bool(ack.duplicate))
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code == 10071:
+                    # The check runs before deduplication: our own earlier attempt (whose
+                    # ack was lost) makes a retry fail it. That is a success, not a conflict.
+                    last = await self.last(subject)
+                    if last is not None and last[1].event_id == eid:
+                        return AppendResult(last[0], eid, True)
+                    raise ConcurrencyError(f"{subject}: {exc.description}") from exc
+                raise EventLogError(f"cannot append to {subject}: {exc}") from exc
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
+                    nats.js.errors.ServiceUnavailableError) as exc:
+                # Unknown outcome: retry with the same message id (dedup makes it safe).
+                if time.monotonic() > deadline or self.nc.is_closed:
+                    raise BusError(f"append to {subject} not acknowledged: {exc!r}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def last(self, subject: str) -> tuple[int, Envelope] | None:
+        """Return the last event on ``subject`` and its stream sequence, or None."""
+        try:
+            msg = await self.js.get_last_msg(EVENTS_STREAM, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        if msg.data is None or msg.seq is None:
+            return None
+        return msg.seq, decode(msg.data)
+
+    async def first(self, subject: str) -> tuple[int, Envelope] | None:
+        """Return the first event on ``subject`` and its stream sequence, or None."""
+        try:
+            msg = await self.js.get_msg(EVENTS_STREAM, seq=1, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        if msg.data is None or msg.seq is None:
+            return None
+        return msg.seq, decode(msg.data)
+
+    async def count(self, subject_filter: str) -> int:
+        """How many events match ``subject_filter``."""
+        info = await self.js.stream_info(EVENTS_STREAM, subjects_filter=subject_filter)
+        return sum((info.state.subjects or {}).values())
+
+    async def runs(self) -> list[str]:
+        """Ids of every run in the log, in order of submission."""
+        info = await self.js.stream_info(EVENTS_STREAM, subjects_filter="sf.ev.*.wf")
+        subjects = info.state.subjects or {}
+        runs = [s.split(".")[2] for s in subjects]
+        firsts: list[tuple[int, str]] = []
+        for run in runs:
+            first = await self.first(run_subject(run, "wf"))
+            firsts.append((first[0] if first else 0, run))
+        return [run for _, run in sorted(firsts)]
+
+    async def exists(self, run_id: str) -> bool:
+        """Whether the run has a ``wf`` aggregate in the log."""
+        return await self.first(run_subject(run_id, "wf")) is not None
+
+    async def read(self, run_id: str, *, from_stream_seq: int = 1, subject_filter: str | None = None,
+                   follow: bool = False) -> AsyncIterator[Record]:
+        """Yield a run's events in log order.
+
+        Args:
+            run_id: the run.
+            from_stream_seq: first stream sequence to read.
+            subject_filter: a narrower filter than the whole run (``sf.ev.<run>.port.*``).
+            follow: keep yielding new events once caught up (until the caller stops).
+
+        Raises:
+            RunNotFoundError: the run has no events and ``follow`` is False.
+        """
+        subject = subject_filter or run_subject(run_id)
+        async for record in self._read(subject, from_stream_seq=from_stream_seq, follow=follow):
+            yield record
+        return
+
+    async def read_all(self, *, follow: bool = False, from_stream_seq: int = 1) -> AsyncIterator[Record]:
+        """Yield every run's events in log order."""
+        async for record in self._read("sf.ev.>", from_stream_seq=from_stream_seq, follow=follow):
+            yield record
+
+    async def _read(self, subject: str, *, from_stream_seq: int, follow: bool) -> AsyncIterator[Record]:
+        pending = await self.count(subject)
+        if pending == 0 and not follow:
+            if subject.endswith(".>") and subject.count(".") == 3:
+                raise RunNotFoundError(f"no run {subject.split('.')[2]!r} in the event log")
+            return
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
+
+        async def _cb(msg: Any) -> None:
+            await queue.put(msg)
+
+        sub = await self.js.subscribe(
+            subject,
+            cb=_cb,
+            ordered_consumer=True,
+            idle_heartbeat=2.0,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=max(1, from_stream_seq)),
+            stream=EVENTS_STREAM,
+        )
+        ordinal = 0
+        try:
+            caught_up = pending == 0
+            while True:
+                if caught_up and not follow:
+                    return
+                msg = await queue.get()
+                meta = msg.metadata
+                ordinal += 1
+                yield Record(
+                    stream_seq=meta.sequence.stream,
+                    subject=msg.subject,
+                    envelope=decode(msg.data),
+                    seq=ordinal if from_stream_seq <= 1 else 0,
+                    time=meta.timestamp.timestamp() if meta.timestamp else 0.0,
+                )
+                if meta.num_pending == 0:
+                    caught_up = True
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

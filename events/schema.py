@@ -1,0 +1,503 @@
+"""The event catalogue: every fact StreamFlow records, as msgspec structs.
+
+Every event is a frozen, keyword-only struct with an explicit, stable ``tag`` (its wire
+name) inheriting ``tag_field="type"`` from :class:`Event`. Rules for evolving it (see
+``docs/events.md``): add fields only, always with defaults; never change a field's type
+or reuse a tag; a breaking change gets a new tag and an upcaster in :mod:`events.codec`.
+
+Events are grouped by the *aggregate* whose subject they are written on; each aggregate
+has exactly one writer (the actor named in each section):
+
+========== ================================== =============================================
+aggregate  subject                            writer
+========== ================================== =============================================
+run        ``sf.ev.<run>.wf``                 the run supervisor (``streamflow run``)
+step       ``sf.ev.<run>.step.<step>``        the Step actor
+port       ``sf.ev.<run>.port.<port>``        the Port actor
+alloc      ``sf.ev.<run>.alloc.<job>``        the Scheduler
+job        ``sf.ev.<run>.job.<job>``          the executor worker running the attempt
+data       ``sf.ev.<run>.data.<job>``         the DataManager
+recovery   ``sf.ev.<run>.recovery.<job>``     the FailureManager
+ckpt       ``sf.ev.<run>.ckpt``               the CheckpointManager
+========== ================================== =============================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "AGGREGATES",
+    "CheckpointTaken",
+    "DataLocationsRegistered",
+    "Envelope",
+    "Event",
+    "EventBody",
+    "InputsStaged",
+    "JobAbandoned",
+    "JobCancelled",
+    "JobCompleted",
+    "JobFailed",
+    "JobRequested",
+    "JobRetryScheduled",
+    "JobScheduled",
+    "JobStarted",
+    "PortTerminated",
+    "RegisteredFile",
+    "RunCancelled",
+    "RunCompleted",
+    "RunFailed",
+    "RunResumed",
+    "RunStarted",
+    "RunSubmitted",
+    "SCHEMA_VERSION",
+    "StepFailed",
+    "StepStarted",
+    "StepTerminated",
+    "TokenEmitted",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event payload."""
+
+
+# --- run: sf.ev.<run>.wf -------------------------------------------------------------
+
+
+class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
+    """A run was submitted: what to run and how the names map to subject ids.
+
+    Attributes:
+        name: the workflow's name.
+        workflow: absolute path or URI of the workflow document.
+        job: absolute path of the job (inputs) document, if any.
+        inputs: the validated root inputs.
+        outdir: where the outputs are delivered.
+        workdir: the base directory of job working directories.
+        engine_version: the StreamFlow version that submitted the run.
+        steps: step id -> step name.
+        ports: port id -> port name.
+        config: path of the ``streamflow.yml`` used, if any.
+        rerun_of: the run this one replays (``streamflow rerun``), if any.
+        document_digest: sha256 of the workflow document, to detect edits on resume.
+    """
+
+    name: str
+    workflow: str
+    job: str | None = None
+    inputs: dict[str, Any] = {}
+    outdir: str = ""
+    workdir: str = ""
+    engine_version: str = ""
+    steps: dict[str, str] = {}
+    ports: dict[str, str] = {}
+    config: str | None = None
+    rerun_of: str | None = None
+    document_digest: str = ""
+
+
+class RunStarted(Event, frozen=True, kw_only=True, tag="RunStarted"):
+    """The run's actors are up and executing.
+
+    Attributes:
+        host: the host that started it.
+        pid: its process id.
+    """
+
+    host: str = ""
+    pid: int = 0
+
+
+class RunResumed(Event, frozen=True, kw_only=True, tag="RunResumed"):
+    """A run was resumed by ``streamflow resume`` after its processes died.
+
+    Attributes:
+        host: the host that resumed it.
+        pid: its process id.
+        attempt: how many times it has been resumed.
+    """
+
+    host: str = ""
+    pid: int = 0
+    attempt: int = 1
+
+
+class RunCompleted(Event, frozen=True, kw_only=True, tag="RunCompleted"):
+    """The run finished successfully.
+
+    Attributes:
+        outputs: the output object, with files delivered to ``outdir``.
+    """
+
+    outputs: dict[str, Any] = {}
+
+
+class RunFailed(Event, frozen=True, kw_only=True, tag="RunFailed"):
+    """The run failed.
+
+    Attributes:
+        error: what failed.
+        step: the step that failed first, if any.
+    """
+
+    error: str
+    step: str | None = None
+    error_type: str = ""
+
+
+class RunCancelled(Event, frozen=True, kw_only=True, tag="RunCancelled"):
+    """The run was cancelled (``streamflow cancel`` or Ctrl-C); it stays resumable.
+
+    Attributes:
+        reason: why.
+    """
+
+    reason: str = ""
+
+
+# --- step: sf.ev.<run>.step.<step> -------------------------------------------------
+
+
+class StepStarted(Event, frozen=True, kw_only=True, tag="StepStarted"):
+    """A step fired for the first time."""
+
+
+class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
+    """An execute step has a full set of inputs for a tag and asks for a job.
+
+    Attributes:
+        job: the job id (``<step>-<tag with _>``), also its subject token.
+        step: the step id.
+        tag: the tag.
+        inputs: the input object of the job.
+        target: the deployment the step is bound to.
+        cores: cores requested.
+        memory: memory requested, in MiB.
+    """
+
+    job: str
+    step: str
+    tag: str
+    inputs: dict[str, Any] = {}
+    target: str = "__LOCAL__"
+    cores: float = 1.0
+    memory: float = 0.0
+
+
+class StepFailed(Event, frozen=True, kw_only=True, tag="StepFailed"):
+    """A step failed; the run fails with it.
+
+    Attributes:
+        error: what failed.
+        tag: the tag being processed, if any.
+        job: the job that failed, if any.
+    """
+
+    error: str
+    tag: str | None = None
+    job: str | None = None
+    error_type: str = ""
+
+
+class StepTerminated(Event, frozen=True, kw_only=True, tag="StepTerminated"):
+    """A step will produce nothing more.
+
+    Attributes:
+        status: the final status name (COMPLETED, SKIPPED, FAILED, CANCELLED).
+        fired: how many tags it processed.
+    """
+
+    status: str = "COMPLETED"
+    fired: int = 0
+
+
+# --- port: sf.ev.<run>.port.<port> -------------------------------------------------
+
+
+class TokenEmitted(Event, frozen=True, kw_only=True, tag="TokenEmitted"):
+    """A token was appended to a port.
+
+    Attributes:
+        tag: the token's tag.
+        value: the token's value (a CWL value: JSON-like, files as File objects).
+        producer: the step that produced it.
+        job: the job whose output it is, if any.
+        inputs: event ids of the tokens it was computed from (provenance).
+        gen: the recovery generation (0 unless rolled back).
+    """
+
+    tag: str
+    value: Any = None
+    producer: str = ""
+    job: str | None = None
+    inputs: list[str] = []
+    gen: int = 0
+
+
+class PortTerminated(Event, frozen=True, kw_only=True, tag="PortTerminated"):
+    """All producers of a port have terminated.
+
+    Attributes:
+        status: the final status name.
+        tokens: how many tokens the port holds.
+    """
+
+    status: str = "COMPLETED"
+    tokens: int = 0
+
+
+# --- alloc: sf.ev.<run>.alloc.<job> -------------------------------------------------
+
+
+class JobScheduled(Event, frozen=True, kw_only=True, tag="JobScheduled"):
+    """The Scheduler chose where a job runs.
+
+    Attributes:
+        job: the job id.
+        deployment: the deployment.
+        location: the location within the deployment.
+        cores: cores reserved.
+        memory: memory reserved, MiB.
+    """
+
+    job: str
+    deployment: str
+    location: str
+    cores: float = 1.0
+    memory: float = 0.0
+
+
+# --- data: sf.ev.<run>.data.<job> ---------------------------------------------------
+
+
+class InputsStaged(Event, frozen=True, kw_only=True, tag="InputsStaged"):
+    """The DataManager made a job's input data available on its location.
+
+    Attributes:
+        job: the job id.
+        location: where.
+        transferred: how many paths had to be copied.
+        inputs: the job's input object rewritten for the location (paths there).
+    """
+
+    job: str
+    location: str
+    transferred: int = 0
+    inputs: dict[str, Any] | None = None
+
+
+class RegisteredFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One path registered by :class:`DataLocationsRegistered`.
+
+    Attributes:
+        path: absolute path on the location.
+        kind: ``File`` or ``Directory``.
+        size: size in bytes (files).
+        checksum: ``sha1$...`` (files), if known.
+    """
+
+    path: str
+    kind: str = "File"
+    size: int = 0
+    checksum: str | None = None
+
+
+class DataLocationsRegistered(Event, frozen=True, kw_only=True, tag="DataLocationsRegistered"):
+    """The DataManager registered the data a job produced (PRIMARY copies).
+
+    Attributes:
+        job: the job id.
+        deployment: the deployment.
+        location: the location.
+        files: the registered paths.
+    """
+
+    job: str
+    deployment: str
+    location: str
+    files: list[RegisteredFile] = []
+
+
+# --- job: sf.ev.<run>.job.<job> -----------------------------------------------------
+
+
+class JobStarted(Event, frozen=True, kw_only=True, tag="JobStarted"):
+    """A worker started an attempt of a job.
+
+    Attributes:
+        job: the job id.
+        attempt: the attempt number (1-based; retries increase it).
+        delivery: the work-queue delivery count (a redelivery after a crash increases it).
+        worker: the worker's id (``host/pid/n``).
+        workdir: the attempt's own working directory.
+    """
+
+    job: str
+    attempt: int = 1
+    delivery: int = 1
+    worker: str = ""
+    workdir: str = ""
+
+
+class JobCompleted(Event, frozen=True, kw_only=True, tag="JobCompleted"):
+    """An attempt finished successfully; its outputs are the job's outputs.
+
+    Attributes:
+        job: the job id.
+        attempt: the attempt.
+        delivery: the delivery that ran it.
+        outputs: the output object.
+        exit_code: the command's exit code (0 for expression tools).
+        duration: seconds spent running.
+    """
+
+    job: str
+    attempt: int = 1
+    delivery: int = 1
+    outputs: dict[str, Any] = {}
+    exit_code: int = 0
+    duration: float = 0.0
+
+
+class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
+    """An attempt failed.
+
+    Attributes:
+        job: the job id.
+        attempt: the attempt.
+        delivery: the delivery that ran it.
+        error: what failed.
+        exit_code: the command's exit code, if it ran.
+        retryable: whether another attempt may succeed.
+        duration: seconds spent running.
+    """
+
+    job: str
+    attempt: int = 1
+    delivery: int = 1
+    error: str = ""
+    exit_code: int | None = None
+    retryable: bool = True
+    duration: float = 0.0
+    error_type: str = ""
+
+
+class JobCancelled(Event, frozen=True, kw_only=True, tag="JobCancelled"):
+    """An attempt was stopped because the run was cancelled.
+
+    Attributes:
+        job: the job id.
+        attempt: the attempt.
+    """
+
+    job: str
+    attempt: int = 1
+
+
+# --- recovery: sf.ev.<run>.recovery.<job> ------------------------------------------
+
+
+class JobRetryScheduled(Event, frozen=True, kw_only=True, tag="JobRetryScheduled"):
+    """The FailureManager decided to retry a failed job.
+
+    Attributes:
+        job: the job id.
+        attempt: the attempt that will run next.
+        delay: seconds to wait before it.
+        reason: the failure being retried.
+    """
+
+    job: str
+    attempt: int
+    delay: float = 0.0
+    reason: str = ""
+
+
+class JobAbandoned(Event, frozen=True, kw_only=True, tag="JobAbandoned"):
+    """The FailureManager gave up on a job: its step fails.
+
+    Attributes:
+        job: the job id.
+        attempts: how many attempts ran.
+        reason: the last failure.
+    """
+
+    job: str
+    attempts: int
+    reason: str = ""
+    error_type: str = ""
+
+
+# --- ckpt: sf.ev.<run>.ckpt ---------------------------------------------------------
+
+
+class CheckpointTaken(Event, frozen=True, kw_only=True, tag="CheckpointTaken"):
+    """A snapshot of the run's state was stored.
+
+    Attributes:
+        last_seq: the last stream sequence the snapshot covers.
+        key: where the snapshot is stored (KV key).
+        events: how many events it folds.
+    """
+
+    last_seq: int
+    key: str
+    events: int = 0
+
+
+EventBody = (
+    RunSubmitted
+    | RunStarted
+    | RunResumed
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+    | StepStarted
+    | JobRequested
+    | StepFailed
+    | StepTerminated
+    | TokenEmitted
+    | PortTerminated
+    | JobScheduled
+    | InputsStaged
+    | DataLocationsRegistered
+    | JobStarted
+    | JobCompleted
+    | JobFailed
+    | JobCancelled
+    | JobRetryScheduled
+    | JobAbandoned
+    | CheckpointTaken
+)
+
+AGGREGATES = ("wf", "step", "port", "alloc", "job", "data", "recovery", "ckpt")
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What is stored for every event.
+
+    Attributes:
+        event_id: deterministic id (also the ``Nats-Msg-Id``).
+        run_id: the run.
+        producer: the actor that wrote it (``step:s3``, ``scheduler``, ``worker:host/pid/1``).
+        causation_id: the event that caused this one, if any.
+        epoch: the writer's fencing epoch (its lease revision; 0 when unleased).
+        occurred_at: writer's wall clock, ns since the epoch (informational; order comes
+            from the stream sequence).
+        schema: the envelope schema version.
+        body: the event.
+    """
+
+    event_id: str
+    run_id: str
+    producer: str
+    body: EventBody
+    causation_id: str | None = None
+    epoch: int = 0
+    occurred_at: int = 0
+    schema: int = SCHEMA_VERSION

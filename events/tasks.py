@@ -1,0 +1,60 @@
+"""Work items of the ``SF_TASKS`` work-queue stream: one per job attempt.
+
+Subject: ``sf.task.<deployment>.<run>``; message id ``<run>.<job>.<attempt>`` so a task
+published twice for the same attempt is stored once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["JobTask", "decode_task", "encode_task", "task_subject"]
+
+
+class JobTask(msgspec.Struct, frozen=True, kw_only=True):
+    """Run one attempt of a job.
+
+    Attributes:
+        run_id: the run.
+        job: the job id.
+        step: the execute step id.
+        tag: the job's tag.
+        attempt: the attempt number.
+        inputs: the input object, with paths valid on ``location``.
+        deployment: the deployment.
+        location: the location chosen by the Scheduler.
+        cores: cores reserved.
+        memory: memory reserved, MiB.
+    """
+
+    run_id: str
+    job: str
+    step: str
+    tag: str
+    attempt: int
+    inputs: dict[str, Any]
+    deployment: str
+    location: str
+    cores: float = 1.0
+    memory: float = 0.0
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(JobTask)
+
+
+def task_subject(deployment: str, run_id: str) -> str:
+    """The work-queue subject of a deployment's tasks for a run."""
+    return f"sf.task.{deployment}.{run_id}"
+
+
+def encode_task(task: JobTask) -> bytes:
+    """Encode a task."""
+    return _encoder.encode(task)
+
+
+def decode_task(data: bytes) -> JobTask:
+    """Decode a task."""
+    return _decoder.decode(data)

@@ -1,0 +1,5 @@
+"""``python -m streamflow``."""
+
+from streamflow.cli.main import main
+
+raise SystemExit(main())

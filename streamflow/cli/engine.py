@@ -1,0 +1,243 @@
+"""The composition root of a run: wires the bus, the log, the actors and the workers.
+
+``submit_and_run`` is the one code path behind ``streamflow run`` and
+``streamflow-cwl-runner``: load and validate the document and the inputs, translate the
+workflow into a graph, record ``RunSubmitted``, host every actor of the run plus the
+local executor workers, and wait for the run's final event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from actors._runtime import ActorHost, RunContext
+from actors.data_manager import DataManagerActor
+from actors.failure_manager import FailureManagerActor, RetrySettings
+from actors.port import PortActor
+from actors.scheduler import LocationCapacity, SchedulerActor, local_capacity
+from actors.step import make_step_actor
+from actors.supervisor import RunSupervisor
+from actors.worker import Worker
+from events.log import EventLog, run_subject, valid_id
+from events.schema import RunCompleted, RunFailed, RunStarted, RunSubmitted
+from streamflow import __version__
+from streamflow.bus import BusOptions, open_bus
+from streamflow.errors import ConcurrencyError, RunNotFoundError, WorkflowDefinitionError
+from streamflow.workflow.graph import WorkflowGraph
+
+__all__ = ["PreparedRun", "RunOptions", "RunResult", "execute_run", "new_run_id", "prepare", "submit_and_run"]
+
+log = structlog.get_logger("streamflow.engine")
+
+
+def new_run_id() -> str:
+    """A fresh, subject-safe run id."""
+    return "r" + secrets.token_hex(6)
+
+
+@dataclass
+class RunOptions:
+    """Options of ``streamflow run``.
+
+    Attributes:
+        workflow: path of the CWL document.
+        job: path of the job document, if any.
+        outdir: where outputs are delivered.
+        run_id: the run id (generated when None).
+        workers: jobs this process may run at once (0: none; leave them to agents).
+        bus: how to reach the bus.
+        workdir: base directory of job working directories.
+        retry: the failure manager's retry policy.
+        validate_only: stop after validation and translation.
+    """
+
+    workflow: str
+    job: str | None = None
+    outdir: str = "."
+    run_id: str | None = None
+    workers: int | None = None
+    bus: BusOptions = field(default_factory=BusOptions)
+    workdir: str | None = None
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    validate_only: bool = False
+
+
+@dataclass
+class PreparedRun:
+    """A validated document, its inputs and its graph."""
+
+    name: str
+    workflow: str
+    job: str | None
+    inputs: dict[str, Any]
+    graph: WorkflowGraph
+    digest: str
+
+
+@dataclass
+class RunResult:
+    """How a run ended.
+
+    Attributes:
+        run_id: the run.
+        status: COMPLETED, FAILED or CANCELLED.
+        outputs: the output object (COMPLETED).
+        error: the failure (FAILED).
+        error_type: the error class name behind the failure.
+    """
+
+    run_id: str
+    status: str
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str = ""
+
+
+def prepare(workflow: str, job: str | None) -> PreparedRun:
+    """Load, validate and translate a CWL document with its inputs.
+
+    Raises:
+        WorkflowDefinitionError: invalid document or inputs (exit code 2).
+        UnsupportedRequirementError: the document needs an unsupported feature (exit 33).
+    """
+    from streamflow.cwl.inputs import fill_and_validate_inputs
+    from streamflow.cwl.loader import load_document, load_job
+    from streamflow.cwl.tool import check_requirements_supported, resolve_requirements
+    from streamflow.cwl.translator import translate
+
+    loaded = load_document(workflow)
+    process = loaded.process
+    job_order = load_job(job, process)
+    requirements, _hints = resolve_requirements(process, [], [])
+    check_requirements_supported(process, requirements)
+    base_dir = str(Path(job).resolve().parent) if job else os.getcwd()
+    inputs = fill_and_validate_inputs(process, job_order, requirements=requirements, base_dir=base_dir)
+    name = Path(workflow.split("#")[0]).stem
+    graph = translate(process, cwl_version=loaded.cwl_version, name=name, job_order=inputs)
+    digest = hashlib.sha256(Path(workflow.split("#")[0]).read_bytes()).hexdigest()
+    return PreparedRun(name=name, workflow=str(Path(workflow.split("#")[0]).resolve()) + (
+        "#" + workflow.split("#", 1)[1] if "#" in workflow else ""), job=str(Path(job).resolve()) if job else None,
+        inputs=inputs, graph=graph, digest=digest)
+
+
+def _default_workdir() -> str:
+    return str(Path(tempfile.gettempdir()) / "streamflow")
+
+
+async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outdir: str, workdir: str,
+                      workers: int, retry: RetrySettings, locations: dict[str, list[LocationCapacity]] | None = None,
+                      ) -> RunResult:
+    """Host every actor of a run in this process until the run has a final event.
+
+    Args:
+        log_: the event log.
+        run_id: the run (its ``RunSubmitted`` must be in the log).
+        graph: its dataflow graph.
+        outdir: where outputs are delivered.
+        workdir: base of job working directories.
+        workers: local executor concurrency (0: none).
+        retry: the retry policy.
+        locations: deployment -> locations (default: this machine as ``__LOCAL__``).
+
+    Returns:
+        How the run ended.
+    """
+    ctx = RunContext(run_id=run_id, nc=log_.nc, log=log_, graph=graph, workdir=workdir, outdir=outdir)
+    done = asyncio.Event()
+    locations = locations or {"__LOCAL__": [local_capacity()]}
+    supervisor = RunSupervisor(ctx, done)
+    actors: list[Any] = [PortActor(ctx, pid, graph.producers(pid)) for pid in graph.ports]
+    actors.extend(make_step_actor(ctx, step) for step in graph.steps.values())
+    actors.extend([SchedulerActor(ctx, locations), DataManagerActor(ctx), FailureManagerActor(ctx, retry), supervisor])
+
+    async def _graph_for(other: str) -> WorkflowGraph:
+        if other == run_id:
+            return graph
+        return await load_graph(log_, other)
+
+    background = []
+    if workers > 0:
+        for deployment in locations:
+            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
+            background.append(lambda w=worker: w.run(done))
+    host = ActorHost(ctx, actors, background)
+    await host.run(done)
+    final = supervisor.final
+    if isinstance(final, RunCompleted):
+        return RunResult(run_id, "COMPLETED", outputs=final.outputs)
+    if isinstance(final, RunFailed):
+        return RunResult(run_id, "FAILED", error=final.error, error_type=final.error_type)
+    return RunResult(run_id, "CANCELLED", error=getattr(final, "reason", None))
+
+
+_graph_cache: dict[str, WorkflowGraph] = {}
+
+
+async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
+    """Rebuild a run's graph from its ``RunSubmitted`` event (deterministic translation).
+
+    Raises:
+        RunNotFoundError: the run is not in the log.
+    """
+    if run_id in _graph_cache:
+        return _graph_cache[run_id]
+    first = await log_.first(run_subject(run_id, "wf"))
+    if first is None or not isinstance(first[1].body, RunSubmitted):
+        raise RunNotFoundError(f"no run {run_id!r} in the event log")
+    submitted = first[1].body
+    from streamflow.cwl.loader import load_document
+    from streamflow.cwl.translator import translate
+
+    loaded = await asyncio.to_thread(load_document, submitted.workflow)
+    graph = translate(loaded.process, cwl_version=loaded.cwl_version, name=submitted.name, job_order=submitted.inputs)
+    _graph_cache[run_id] = graph
+    return graph
+
+
+async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce: Any = None) -> RunResult:
+    """Record a new run and execute it here.
+
+    Args:
+        options: the run options.
+        prepared: the validated document.
+        announce: called with the run id once it is recorded (to print it).
+
+    Raises:
+        WorkflowDefinitionError: the run id is invalid or already used.
+    """
+    run_id = options.run_id or new_run_id()
+    if not valid_id(run_id):
+        raise WorkflowDefinitionError(f"--run-id {run_id!r}: expected letters, digits, '_' or '-' only")
+    outdir = str(Path(options.outdir).resolve())
+    workdir = str(Path(options.workdir or _default_workdir()).resolve())
+    workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
+    async with open_bus(options.bus) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        submitted = RunSubmitted(
+            name=prepared.name, workflow=prepared.workflow, job=prepared.job, inputs=prepared.inputs,
+            outdir=outdir, workdir=workdir, engine_version=__version__,
+            steps={s.id: s.name for s in prepared.graph.steps.values()},
+            ports={p.id: p.name for p in prepared.graph.ports.values()},
+            document_digest=prepared.digest,
+        )
+        try:
+            await log_.append(run_id, "wf", None, submitted, producer="cli", key="submitted", expected_last_seq=0)
+        except ConcurrencyError:
+            raise WorkflowDefinitionError(f"--run-id {run_id!r}: a run with this id already exists") from None
+        if announce is not None:
+            announce(run_id)
+        await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
+                          producer="cli", key="started")
+        _graph_cache[run_id] = prepared.graph
+        return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
+                                 retry=options.retry)

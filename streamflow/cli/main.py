@@ -1,0 +1,426 @@
+"""The ``streamflow`` and ``streamflow-cwl-runner`` command lines.
+
+Exit codes: 0 success; 1 the workflow failed; 2 invalid input, definition or usage;
+33 an unsupported requirement (the CWL runner convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from streamflow import __version__
+from streamflow.bus import BusOptions
+from streamflow.errors import (
+    BusError,
+    RunNotFoundError,
+    StreamFlowError,
+    UnsupportedRequirementError,
+    WorkflowDefinitionError,
+)
+
+__all__ = ["cwl_runner_main", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNSUPPORTED = 33
+
+
+def configure_logging(*, quiet: bool = False, debug: bool = False) -> None:
+    """Configure structlog once: to stderr; JSON when stderr is not a terminal."""
+    level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
+    renderer: Any
+    if sys.stderr.isatty():
+        renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _err(message: str) -> None:
+    print(f"streamflow: {message}", file=sys.stderr)
+
+
+def _add_bus_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("bus")
+    group.add_argument("--nats", metavar="URLS", help="NATS server URLs, comma separated (default: "
+                       "$STREAMFLOW_NATS_URL, else an embedded server)")
+    group.add_argument("--nats-token", metavar="TOKEN", help="auth token (or $STREAMFLOW_NATS_TOKEN)")
+    group.add_argument("--nats-user", metavar="USER")
+    group.add_argument("--nats-password", metavar="PASSWORD")
+    group.add_argument("--nats-creds", metavar="FILE", help="NATS .creds file")
+    group.add_argument("--nats-nkey", metavar="FILE", help="NKey seed file")
+    group.add_argument("--nats-tls-ca", metavar="FILE")
+    group.add_argument("--nats-tls-cert", metavar="FILE")
+    group.add_argument("--nats-tls-key", metavar="FILE")
+
+
+def _bus_options(args: argparse.Namespace) -> BusOptions:
+    return BusOptions.from_env(
+        servers=[u for u in (args.nats or "").split(",") if u] or None,
+        token=args.nats_token, user=args.nats_user, password=args.nats_password,
+        creds=args.nats_creds, nkey=args.nats_nkey, tls_ca=args.nats_tls_ca,
+        tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key,
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workflow", metavar="WORKFLOW", help="the CWL document (file[#process])")
+    parser.add_argument("job", metavar="JOB", nargs="?", help="the job (inputs) document, YAML or JSON")
+    parser.add_argument("--outdir", default=".", help="where output files are delivered (default: .)")
+    parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
+    parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
+    parser.add_argument("--validate", action="store_true", help="validate and translate only; do not run")
+    parser.add_argument("--workdir", help="base directory of job working directories (default: $TMPDIR/streamflow)")
+    parser.add_argument("--max-retries", type=int, default=0, help="retries of a failed job (default: 0)")
+    parser.add_argument("--retry-delay", type=float, default=0.0, help="seconds before the first retry")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``streamflow`` argument parser."""
+    parser = argparse.ArgumentParser(prog="streamflow", description="Run CWL workflows on an event-sourced engine.")
+    parser.add_argument("--version", action="version", version=f"StreamFlow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a CWL workflow")
+    _add_run_arguments(run)
+    run.add_argument("--run-id", help="the run id (default: generated)")
+    run.add_argument("--workers", type=int, help="jobs this process may run at once (0: none, leave them to agents)")
+    _add_bus_options(run)
+
+    events = sub.add_parser("events", help="show a run's events in log order")
+    events.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    events.add_argument("--all", action="store_true", help="every run's events")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--type", action="append", dest="types", metavar="T", help="only events of this type")
+    events.add_argument("--step", help="only events of this step (id or name)")
+    events.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this run sequence")
+    _add_bus_options(events)
+
+    lst = sub.add_parser("list", help="list runs")
+    lst.add_argument("--json", action="store_true")
+    _add_bus_options(lst)
+
+    status = sub.add_parser("status", help="show a run's status")
+    status.add_argument("run_id", metavar="RUN_ID")
+    status.add_argument("--json", action="store_true")
+    _add_bus_options(status)
+
+    ext = sub.add_parser("ext", help="list registered extensions")
+    ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND")
+    ext_sub.required = True
+    ext_list = ext_sub.add_parser("list", help="list registered plugins' extensions")
+    ext_list.add_argument("--type", "-t", dest="kind", help="only this extension point")
+    ext_list.add_argument("--json", action="store_true")
+
+    schema = sub.add_parser("schema", help="print JSON Schemas")
+    schema.add_argument("what", choices=["events", "config"], nargs="?", default="events")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``streamflow``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(quiet=getattr(args, "quiet", False), debug=getattr(args, "debug", False))
+    try:
+        if args.command == "run":
+            return _cmd_run(args, runner_style=False)
+        if args.command == "events":
+            return asyncio.run(_cmd_events(args))
+        if args.command == "list":
+            return asyncio.run(_cmd_list(args))
+        if args.command == "status":
+            return asyncio.run(_cmd_status(args))
+        if args.command == "ext":
+            return _cmd_ext(args)
+        if args.command == "schema":
+            return _cmd_schema(args)
+        if args.command == "version":
+            print(f"StreamFlow version {__version__}")
+            return EXIT_OK
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except RunNotFoundError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    except BusError as exc:
+        _err(f"bus error: {exc}")
+        return EXIT_FAILED
+    parser.error(f"unknown command {args.command}")
+    return EXIT_INVALID
+
+
+def cwl_runner_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``streamflow-cwl-runner`` (the cwl-runner convention)."""
+    parser = argparse.ArgumentParser(prog="streamflow-cwl-runner", description="StreamFlow as a CWL runner.")
+    parser.add_argument("--version", action="version", version=f"streamflow-cwl-runner {__version__}")
+    _add_run_arguments(parser)
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, help="jobs this process may run at once")
+    _add_bus_options(parser)
+    args = parser.parse_args(argv)
+    configure_logging(quiet=args.quiet, debug=args.debug)
+    try:
+        return _cmd_run(args, runner_style=True)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
+    from actors.failure_manager import RetrySettings
+    from streamflow.cli.engine import RunOptions, prepare, submit_and_run
+
+    try:
+        prepared = prepare(args.workflow, args.job)
+    except UnsupportedRequirementError as exc:
+        _err(f"unsupported requirement: {exc}")
+        return EXIT_UNSUPPORTED
+    except WorkflowDefinitionError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    except StreamFlowError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    if args.validate:
+        print(json.dumps({"valid": True, "steps": len(prepared.graph.steps), "ports": len(prepared.graph.ports)}))
+        return EXIT_OK
+    options = RunOptions(
+        workflow=args.workflow, job=args.job, outdir=args.outdir, run_id=args.run_id, workers=args.workers,
+        bus=_bus_options(args), workdir=args.workdir,
+        retry=RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay)),
+    )
+
+    def _announce(run_id: str) -> None:
+        if not args.quiet:
+            print(f"streamflow: run {run_id}", file=sys.stderr)
+
+    try:
+        result = asyncio.run(submit_and_run(options, prepared, announce=_announce))
+    except WorkflowDefinitionError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    except BusError as exc:
+        _err(f"bus error: {exc}")
+        return EXIT_FAILED
+    if result.status == "COMPLETED":
+        print(json.dumps(result.outputs, indent=4, sort_keys=True))
+        return EXIT_OK
+    if result.error_type == "UnsupportedRequirementError":
+        _err(f"unsupported requirement: {result.error}")
+        return EXIT_UNSUPPORTED
+    _err(f"run {result.run_id} {result.status}: {result.error}")
+    return EXIT_FAILED
+
+
+def _format_human(record: Any) -> str:
+    from events.codec import event_type
+
+    body = record.body
+    fields = {k: v for k, v in __import__("msgspec").to_builtins(body).items() if k != "type"}
+    text = json.dumps(fields, default=str)
+    if len(text) > 160:
+        text = text[:157] + "..."
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.time or record.envelope.occurred_at / 1e9))
+    target = record.aggregate + (f".{record.agg_id}" if record.agg_id else "")
+    return f"{record.seq or record.stream_seq:>6} {stamp} {record.envelope.run_id} {target:<18} {event_type(body):<22} {text}"
+
+
+def record_to_json(record: Any) -> dict[str, Any]:
+    """The ``--json`` form of an event: seq, run_id, type, time and the event's fields."""
+    import msgspec
+
+    from events.codec import event_type
+
+    body = msgspec.to_builtins(record.body)
+    out: dict[str, Any] = {
+        "seq": record.seq or record.stream_seq,
+        "stream_seq": record.stream_seq,
+        "run_id": record.envelope.run_id,
+        "type": event_type(record.body),
+        "time": record.time or record.envelope.occurred_at / 1e9,
+        "subject": record.subject,
+        "aggregate": record.aggregate,
+        "id": record.agg_id,
+        "event_id": record.envelope.event_id,
+        "producer": record.envelope.producer,
+        "causation_id": record.envelope.causation_id,
+    }
+    for key, value in body.items():
+        if key != "type":
+            out.setdefault(key, value)
+    return out
+
+
+async def _cmd_events(args: argparse.Namespace) -> int:
+    from events.log import EventLog
+    from streamflow.bus import open_bus
+
+    if not args.run_id and not args.all:
+        _err("events: give a RUN_ID or --all")
+        return EXIT_INVALID
+    async with open_bus(_bus_options(args)) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        step_ids: set[str] = set()
+        if args.step and args.run_id:
+            from events.schema import RunSubmitted
+
+            first = await log_.first(f"sf.ev.{args.run_id}.wf")
+            if first and isinstance(first[1].body, RunSubmitted):
+                steps = first[1].body.steps
+                step_ids = {sid for sid, name in steps.items() if args.step in (sid, name)}
+                if not step_ids:
+                    _err(f"events: run {args.run_id} has no step {args.step!r}")
+                    return EXIT_INVALID
+        source = log_.read_all(follow=args.follow) if args.all else log_.read(args.run_id, follow=args.follow)
+        types = set(args.types or [])
+        async for record in source:
+            if record.seq and record.seq <= args.since:
+                continue
+            if types and type(record.body).__struct_config__.tag not in types:
+                continue
+            if step_ids and not _touches_step(record, step_ids):
+                continue
+            if args.json:
+                sys.stdout.write(json.dumps(record_to_json(record), default=str) + "\n")
+            else:
+                sys.stdout.write(_format_human(record) + "\n")
+            sys.stdout.flush()
+    return EXIT_OK
+
+
+def _touches_step(record: Any, step_ids: set[str]) -> bool:
+    if record.aggregate == "step":
+        return record.agg_id in step_ids
+    agg_id = record.agg_id or ""
+    if record.aggregate in ("alloc", "job", "data", "recovery"):
+        return agg_id.split("-")[0] in step_ids
+    producer = getattr(record.body, "producer", None)
+    return isinstance(producer, str) and producer in step_ids
+
+
+async def _summaries(log_: Any, run_ids: list[str]) -> list[Any]:
+    from events.projections import RunSummary
+
+    result = []
+    for run_id in run_ids:
+        summary = RunSummary(run_id=run_id)
+        async for record in log_.read(run_id, subject_filter=f"sf.ev.{run_id}.wf"):
+            summary.apply(record)
+        result.append(summary)
+    return result
+
+
+async def _cmd_list(args: argparse.Namespace) -> int:
+    from events.log import EventLog
+    from streamflow.bus import open_bus
+
+    async with open_bus(_bus_options(args)) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        summaries = await _summaries(log_, await log_.runs())
+    if args.json:
+        for s in summaries:
+            print(json.dumps({"run_id": s.run_id, "name": s.name, "status": s.status,
+                              "submitted_at": s.submitted_at, "ended_at": s.ended_at, "duration": s.duration}))
+        return EXIT_OK
+    print(f"{'RUN_ID':<16} {'NAME':<24} {'STATUS':<10} {'SUBMITTED':<20} DURATION")
+    for s in summaries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.submitted_at)) if s.submitted_at else "-"
+        dur = f"{s.duration:.1f}s" if s.duration is not None else "-"
+        print(f"{s.run_id:<16} {s.name[:24]:<24} {s.status:<10} {when:<20} {dur}")
+    return EXIT_OK
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    from events.log import EventLog
+    from events.projections import RunSummary
+    from streamflow.bus import open_bus
+
+    async with open_bus(_bus_options(args)) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        summary = RunSummary(run_id=args.run_id)
+        async for record in log_.read(args.run_id):
+            summary.apply(record)
+    data = summary.to_dict()
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
+    print(f"run:      {summary.run_id} ({summary.name})")
+    print(f"status:   {summary.status}")
+    if summary.duration is not None:
+        print(f"duration: {summary.duration:.2f}s")
+    jobs = data["jobs"]
+    print(f"steps:    {data['steps_terminated']}/{data['steps']} terminated")
+    print(f"jobs:     {jobs['completed']} completed, {jobs['failed']} failed attempts, "
+          f"{jobs['retried']} retried, {jobs['abandoned']} abandoned of {jobs['requested']}")
+    print(f"events:   {summary.events}")
+    if summary.error:
+        print(f"error:    {summary.error}")
+    return EXIT_OK
+
+
+def _cmd_ext(args: argparse.Namespace) -> int:
+    try:
+        from streamflow.plugins import registry
+    except ImportError as exc:
+        _err(f"plugin registry unavailable: {exc}")
+        return EXIT_FAILED
+    reg = registry()
+    rows = [r for r in reg.list() if not args.kind or r[0] == args.kind]
+    if args.json:
+        for kind, name, path in rows:
+            print(json.dumps({"type": kind, "name": name, "class": path}))
+        return EXIT_OK
+    print(f"{'TYPE':<20} {'NAME':<16} CLASS")
+    for kind, name, path in rows:
+        print(f"{kind:<20} {name:<16} {path}")
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.what == "events":
+        from events.jsonschema import events_schema
+
+        print(json.dumps(events_schema(), indent=2, sort_keys=True))
+        return EXIT_OK
+    try:
+        from streamflow.config import config_schema
+    except ImportError as exc:
+        _err(f"config schema unavailable: {exc}")
+        return EXIT_FAILED
+    print(json.dumps(config_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())
