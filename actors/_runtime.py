@@ -84,7 +84,10 @@ class Actor(ABC):
 
     @abstractmethod
     def interested(self, record: Record) -> bool:
-        """Whether this actor folds ``record``."""
+        """Whether this actor folds the events of ``record``'s subject.
+
+        The answer must depend on the subject alone: the host caches it per subject.
+        """
 
     @abstractmethod
     def apply(self, record: Record) -> None:

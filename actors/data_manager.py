@@ -22,7 +22,14 @@ import structlog
 
 from actors._runtime import Actor, RunContext
 from events.log import Record
-from events.schema import DataLocationsRegistered, InputsStaged, JobCompleted, JobScheduled, RegisteredFile
+from events.schema import (
+    DataLocationsRegistered,
+    InputsStaged,
+    JobCompleted,
+    JobRequested,
+    JobScheduled,
+    RegisteredFile,
+)
 
 __all__ = ["DataManagerActor", "iter_paths"]
 
@@ -80,13 +87,12 @@ class DataManagerActor(Actor):
         self.registry: dict[str, set[tuple[str, str]]] = {}
 
     def interested(self, record: Record) -> bool:
-        return record.aggregate in ("data", "alloc", "job") or (
-            record.aggregate == "step" and type(record.body).__name__ == "JobRequested")
+        return record.aggregate in ("data", "alloc", "job", "step")
 
     def apply(self, record: Record) -> None:
         body = record.body
-        if type(body).__name__ == "JobRequested":
-            self.requests[body.job] = body.inputs  # type: ignore[attr-defined]
+        if isinstance(body, JobRequested):
+            self.requests[body.job] = body.inputs
         elif isinstance(body, JobScheduled):
             self.locations[body.job] = (body.deployment, body.location)
             if body.job not in self.staged:

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from actors._runtime import Actor, RunContext
+from events.codec import enc_hook
 from events.log import Record
 from events.schema import PortTerminated, StepTerminated, TokenEmitted
 from streamflow.errors import BusError, StreamFlowError
@@ -41,7 +42,7 @@ class PutReply(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
 
 
-_req_encoder = msgspec.msgpack.Encoder()
+_req_encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 _req_decoder = msgspec.msgpack.Decoder(PutRequest)
 _reply_decoder = msgspec.msgpack.Decoder(PutReply)
 

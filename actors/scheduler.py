@@ -68,7 +68,7 @@ class SchedulerActor(Actor):
         self._prefix = f"sf.ev.{ctx.run_id}."
 
     def interested(self, record: Record) -> bool:
-        return isinstance(record.body, JobRequested | JobScheduled | JobCompleted | JobAbandoned | JobCancelled)
+        return record.aggregate in ("step", "alloc", "job", "recovery")
 
     def apply(self, record: Record) -> None:
         body = record.body

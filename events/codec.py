@@ -8,7 +8,7 @@ unless it is listed in :data:`UPCASTERS`, which rewrites old payloads into curre
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -21,6 +21,7 @@ __all__ = [
     "decode",
     "decode_body",
     "encode",
+    "enc_hook",
     "encode_body",
     "event_id",
     "event_type",
@@ -28,11 +29,28 @@ __all__ = [
     "to_json",
 ]
 
-_encoder = msgspec.msgpack.Encoder()
+def enc_hook(obj: Any) -> Any:
+    """Encode subclasses of builtins (e.g. ruamel.yaml's scalar strings) as the builtin."""
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, list | tuple):
+        return list(obj)
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 _decoder = msgspec.msgpack.Decoder(Envelope)
 _raw_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 _body_decoder = msgspec.msgpack.Decoder(EventBody)  # type: ignore[var-annotated]
-_json_encoder = msgspec.json.Encoder()
+_json_encoder = msgspec.json.Encoder(enc_hook=enc_hook)
 
 #: tag -> function rewriting an old raw payload (a dict) into a current one.
 UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}

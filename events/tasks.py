@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from events.codec import enc_hook
+
 __all__ = ["JobTask", "decode_task", "encode_task", "task_subject"]
 
 
@@ -41,7 +43,7 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
     memory: float = 0.0
 
 
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 _decoder = msgspec.msgpack.Decoder(JobTask)
 
 

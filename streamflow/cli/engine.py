@@ -130,7 +130,7 @@ def prepare(workflow: str, job: str | None) -> PreparedRun:
 
 
 def _default_workdir() -> str:
-    return str(Path(tempfile.gettempdir()) / "streamflow")
+    return str(Path(tempfile.gettempdir()) / "streamflow-jobs")
 
 
 async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outdir: str, workdir: str,

@@ -92,7 +92,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
     parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
     parser.add_argument("--validate", action="store_true", help="validate and translate only; do not run")
-    parser.add_argument("--workdir", help="base directory of job working directories (default: $TMPDIR/streamflow)")
+    parser.add_argument("--workdir", help="base directory of job working directories (default: $TMPDIR/streamflow-jobs)")
     parser.add_argument("--max-retries", type=int, default=0, help="retries of a failed job (default: 0)")
     parser.add_argument("--retry-delay", type=float, default=0.0, help="seconds before the first retry")
 

@@ -1,0 +1,292 @@
+"""The ``local`` connector: this machine, as the single location ``localhost``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import IO, Any
+
+from streamflow.connectors.base import (
+    kill_process_group,
+    process_stream_reader,
+    process_stream_writer,
+    stream_copy,
+)
+from streamflow.core.data import StreamWrapper
+from streamflow.core.deployment import Connector, ExecutionLocation
+from streamflow.core.exception import CommandTimeoutError
+from streamflow.core.scheduling import AvailableLocation, Hardware
+from streamflow.errors import RemoteCommandError, TransferError
+
+__all__ = ["LOCALHOST", "LocalConnector"]
+
+LOCALHOST = "localhost"
+"""The name of the only location of a local deployment."""
+
+_NOT_RETRYABLE = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+
+
+def _mount_point(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _memory_mb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def _remove(path: str) -> None:
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _copy_path(src: str, dst: str, read_only: bool) -> None:
+    """Copy (or link, when ``read_only``) ``src`` to ``dst`` on this machine; blocking."""
+    if not os.path.exists(src):
+        raise FileNotFoundError(src)
+    real_src = os.path.realpath(src)
+    if os.path.lexists(dst) and os.path.realpath(dst) == real_src:
+        if not read_only and os.path.islink(dst):
+            os.unlink(dst)  # a writable copy must not write through a link into the source
+        else:
+            return
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    _remove(dst)
+    if read_only:
+        os.symlink(real_src, dst)
+    elif os.path.isdir(real_src):
+        shutil.copytree(real_src, dst, symlinks=False)
+    else:
+        shutil.copy2(real_src, dst)
+
+
+class LocalConnector(Connector):
+    """Runs commands as subprocesses of this process, and copies files with ``shutil``.
+
+    Commands are argument lists, never shell strings. Each command leads its own process
+    group, so a timeout (or a cancellation, or :meth:`undeploy`) kills it with its children.
+    Read-only copies are symbolic links to the source; writable ones are real copies.
+
+    Args:
+        deployment_name: the deployment this connector serves.
+        config_dir: the directory of ``streamflow.yml``.
+        transferBufferSize: bytes per chunk for streamed copies.
+    """
+
+    def __init__(self, deployment_name: str, config_dir: str, transferBufferSize: int = 2**16) -> None:
+        super().__init__(deployment_name, config_dir)
+        self.transfer_buffer_size = transferBufferSize
+        self._processes: set[asyncio.subprocess.Process] = set()
+
+    @classmethod
+    def get_schema(cls) -> dict[str, Any]:
+        """Return the schema of a ``local`` deployment's ``config``."""
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://streamflow.di.unito.it/schemas/deployment/connector/local.json",
+            "type": "object",
+            "properties": {
+                "transferBufferSize": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "default": 2**16,
+                    "description": "Bytes per chunk for streamed copies",
+                }
+            },
+            "additionalProperties": False,
+        }
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def deploy(self, external: bool) -> None:
+        """Nothing to bring up: this machine is always there."""
+
+    async def undeploy(self, external: bool) -> None:
+        """Kill the commands still running through this connector."""
+        for process in list(self._processes):
+            await kill_process_group(process)
+        self._processes.clear()
+
+    async def get_available_locations(self, service: str | None = None) -> dict[str, AvailableLocation]:
+        """Return the single location ``localhost``: one slot per CPU, the machine's memory."""
+        cores = os.cpu_count() or 1
+        tmp = tempfile.gettempdir()
+        mount = _mount_point(tmp)
+        storage = {mount: shutil.disk_usage(mount).free / 2**20}
+        return {
+            LOCALHOST: AvailableLocation(
+                name=LOCALHOST,
+                deployment=self.deployment_name,
+                service=service,
+                hostname="localhost",
+                local=True,
+                slots=cores,
+                hardware=Hardware(cores=float(cores), memory=_memory_mb(), storage=storage),
+            )
+        }
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def _resolve(self, path: str, workdir: str | None) -> str:
+        return path if os.path.isabs(path) else os.path.join(workdir or os.getcwd(), path)
+
+    async def run(
+        self,
+        location: ExecutionLocation,
+        command: list[str],
+        environment: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        stdin: int | str | None = None,
+        stdout: int | str | None = None,
+        stderr: int | str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        job_name: str | None = None,
+    ) -> tuple[str, int] | int:
+        """Run ``command`` as a subprocess (see :meth:`Connector.run`); never returns ``None``.
+
+        ``workdir`` defaults to the current directory; relative ``stdin``/``stdout``/``stderr``
+        paths are resolved against it, and the parent directories of output files are created.
+        """
+        if not command:
+            raise RemoteCommandError("empty command", location=str(location), retryable=False)
+        env = {**os.environ, **environment} if environment else None
+        with contextlib.ExitStack() as files:
+            try:
+                stdin_arg: int | IO[Any] = subprocess.DEVNULL
+                if isinstance(stdin, str):
+                    stdin_arg = files.enter_context(open(self._resolve(stdin, workdir), "rb"))
+                elif isinstance(stdin, int):
+                    stdin_arg = stdin
+                stdout_arg: int | IO[Any] = subprocess.PIPE if capture_output else subprocess.DEVNULL
+                if isinstance(stdout, str):
+                    path = self._resolve(stdout, workdir)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    stdout_arg = files.enter_context(open(path, "wb"))
+                elif isinstance(stdout, int):
+                    stdout_arg = stdout
+                stderr_arg: int | IO[Any] = subprocess.STDOUT
+                if isinstance(stderr, str):
+                    path = self._resolve(stderr, workdir)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    stderr_arg = files.enter_context(open(path, "wb"))
+                elif isinstance(stderr, int):
+                    stderr_arg = stderr
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=stdin_arg,
+                    stdout=stdout_arg,
+                    stderr=stderr_arg,
+                    cwd=workdir,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise RemoteCommandError(
+                    f"cannot run {command[0]!r} on {location}: {exc}",
+                    location=str(location),
+                    retryable=not isinstance(exc, _NOT_RETRYABLE),
+                ) from exc
+            self._processes.add(process)
+            try:
+                async with asyncio.timeout(timeout):
+                    output, _ = await process.communicate()
+            except TimeoutError as exc:
+                await kill_process_group(process)
+                raise CommandTimeoutError(
+                    f"{command[0]!r} on {location} timed out after {timeout} s", location=str(location)
+                ) from exc
+            except BaseException:
+                await kill_process_group(process)
+                raise
+            finally:
+                self._processes.discard(process)
+        returncode = process.returncode
+        assert returncode is not None
+        if capture_output:
+            return (output or b"").decode(errors="replace").rstrip(), returncode
+        return returncode
+
+    # --- copies ---------------------------------------------------------------------------------
+
+    async def _copy(
+        self, src: str, dst: str, read_only: bool, location: ExecutionLocation | None = None
+    ) -> None:
+        try:
+            await asyncio.to_thread(_copy_path, src, dst, read_only)
+        except FileNotFoundError as exc:
+            raise TransferError(f"cannot copy {src} to {dst}: no such file", retryable=False) from exc
+        except (OSError, shutil.Error) as exc:
+            raise TransferError(
+                f"cannot copy {src} to {dst}: {exc}", location=str(location) if location else None
+            ) from exc
+
+    async def copy_local_to_remote(
+        self, src: str, dst: str, locations: Sequence[ExecutionLocation], read_only: bool = False
+    ) -> None:
+        """Copy ``src`` to ``dst``: once, since every local location shares this file system."""
+        if locations:
+            await self._copy(src, dst, read_only, locations[0])
+
+    async def copy_remote_to_local(
+        self, src: str, dst: str, location: ExecutionLocation, read_only: bool = False
+    ) -> None:
+        """Copy ``src`` to ``dst`` on this machine."""
+        await self._copy(src, dst, read_only, location)
+
+    async def copy_remote_to_remote(
+        self,
+        src: str,
+        dst: str,
+        locations: Sequence[ExecutionLocation],
+        source_location: ExecutionLocation,
+        source_connector: Connector | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """Copy from ``source_location`` to this machine.
+
+        A source on this machine (this connector, or a location marked ``local``) is copied
+        directly; any other source is streamed as a tar archive from ``source_connector``.
+        """
+        if not locations:
+            return
+        if source_connector is None or source_connector is self or source_location.local:
+            await self._copy(src, dst, read_only, source_location)
+            return
+        await stream_copy(
+            source_connector, source_location, src, self, locations[:1], dst, self.transfer_buffer_size
+        )
+
+    def get_stream_reader(
+        self, command: list[str], location: ExecutionLocation
+    ) -> AbstractAsyncContextManager[StreamWrapper]:
+        """Stream the standard output of ``command`` run on this machine."""
+        return _as_wrapper(process_stream_reader(command))
+
+    def get_stream_writer(
+        self, command: list[str], location: ExecutionLocation
+    ) -> AbstractAsyncContextManager[StreamWrapper]:
+        """Stream into the standard input of ``command`` run on this machine."""
+        return _as_wrapper(process_stream_writer(command))
+
+
+@contextlib.asynccontextmanager
+async def _as_wrapper(manager: AbstractAsyncContextManager[Any]) -> AsyncIterator[StreamWrapper]:
+    async with manager as stream:
+        yield stream

@@ -1,0 +1,127 @@
+"""CWL parameter references and JavaScript expressions.
+
+Evaluation is delegated to :mod:`cwl_utils.expression`, which keeps one persistent Node.js
+process per thread. Two things keep it cheap in a large scatter:
+
+* parameter references (``$(inputs.x.path)``) are resolved in Python and never start Node;
+* the JavaScript prelude (``expressionLib`` plus the serialised ``inputs``/``self``/``runtime``)
+  is only built when an expression actually has to go to Node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cwl_utils.errors import JavascriptException, SubstitutionError, WorkflowException
+from cwl_utils.expression import OLD_ESCAPE_CWL_VERSIONS, interpolate, jshead
+from cwl_utils.sandboxjs import JSEngine, default_timeout, get_js_engine
+
+from streamflow.cwl.utils import Requirements
+from streamflow.errors import JobFailedError
+
+__all__ = ["ExpressionEvaluator", "has_expression"]
+
+
+def has_expression(value: Any) -> bool:
+    """Return whether ``value`` is a string holding a parameter reference or expression.
+
+    Args:
+        value: any CWL value.
+
+    Returns:
+        True when ``value`` is a string containing ``$(`` or ``${``.
+    """
+    return isinstance(value, str) and ("$(" in value or "${" in value)
+
+
+class _LazyPreludeEngine(JSEngine):
+    """A JS engine that builds the expensive prelude only if Node is actually needed."""
+
+    def __init__(self, expression_lib: list[str], rootvars: dict[str, Any]) -> None:
+        self._expression_lib = expression_lib
+        self._rootvars = rootvars
+        self._prelude: str | None = None
+
+    def eval(
+        self,
+        scan: str,
+        jslib: str = "",
+        timeout: float = default_timeout,
+        force_docker_pull: bool = False,
+        debug: bool = False,
+        js_console: bool = False,
+        container_engine: str = "docker",
+        **kwargs: Any,
+    ) -> Any:
+        if self._prelude is None:
+            self._prelude = jshead(self._expression_lib, self._rootvars)  # type: ignore[arg-type]
+        return get_js_engine().eval(scan, self._prelude, timeout=timeout, debug=debug, **kwargs)
+
+    def regex_eval(self, parsed_string: str, remaining_string: str, current_value: Any, **kwargs: Any) -> Any:
+        return get_js_engine().regex_eval(parsed_string, remaining_string, current_value, **kwargs)
+
+
+class ExpressionEvaluator:
+    """Evaluates CWL expressions for one process invocation context.
+
+    Args:
+        requirements: the effective requirements (and hints) of the process; the
+            ``InlineJavascriptRequirement`` among them enables JavaScript and its
+            ``expressionLib``.
+        cwl_version: the document's original ``cwlVersion`` (selects the escaping rules).
+        timeout: seconds allowed for one JavaScript evaluation.
+    """
+
+    def __init__(self, requirements: list[Any], cwl_version: str = "v1.2", *, timeout: float = 20.0) -> None:
+        js = Requirements(requirements).get("InlineJavascriptRequirement")
+        self.full_js = js is not None
+        self.expression_lib: list[str] = [str(x) for x in (js or {}).get("expressionLib") or []]
+        self.escaping = 1 if cwl_version in OLD_ESCAPE_CWL_VERSIONS else 2
+        self.timeout = timeout
+
+    def evaluate(
+        self,
+        expr: Any,
+        inputs: Mapping[str, Any],
+        *,
+        self_: Any = None,
+        runtime: Mapping[str, Any] | None = None,
+        strip_whitespace: bool = True,
+    ) -> Any:
+        """Evaluate ``expr`` if it is a string with expressions; return it unchanged otherwise.
+
+        Args:
+            expr: the value to evaluate (anything that is not a string is returned as is).
+            inputs: the ``inputs`` object.
+            self_: the value of ``self``.
+            runtime: the ``runtime`` object (``outdir``, ``tmpdir``, ``cores``, ...).
+            strip_whitespace: strip leading/trailing whitespace of ``expr`` first.
+
+        Returns:
+            The result: a JSON value, or a string when the expression interpolates text.
+
+        Raises:
+            JobFailedError: the expression is malformed or raised an error (not retryable).
+        """
+        if not has_expression(expr):
+            return expr
+        rootvars = {"inputs": inputs, "self": self_, "runtime": dict(runtime or {})}
+        engine = _LazyPreludeEngine(self.expression_lib, rootvars)
+        try:
+            return interpolate(
+                expr,
+                rootvars,  # type: ignore[arg-type]
+                fullJS=self.full_js,
+                strip_whitespace=strip_whitespace,
+                escaping_behavior=self.escaping,
+                js_engine=engine,
+                timeout=self.timeout,
+            )
+        except (JavascriptException, SubstitutionError, WorkflowException) as exc:
+            raise JobFailedError(f"expression {_abbrev(expr)} failed: {exc}", retryable=False) from exc
+
+
+def _abbrev(expr: str) -> str:
+    text = " ".join(expr.split())
+    return repr(text if len(text) <= 120 else text[:117] + "...")

@@ -1,0 +1,134 @@
+"""Validating and completing the input object of one process invocation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from streamflow.cwl.expression import ExpressionEvaluator, has_expression
+from streamflow.cwl.files import FileProblem, fill_object, read_contents, secondary_files
+from streamflow.cwl.formats import check_format, document_namespaces, document_schemas
+from streamflow.cwl.types import FileSlot, SchemaIndex, TypeMismatch, check_value
+from streamflow.cwl.utils import Requirements, plain, shortname
+from streamflow.errors import InputValidationError
+
+__all__ = ["fill_and_validate_inputs", "listing_default"]
+
+
+def listing_default(requirements: Requirements, spec: Mapping[str, Any]) -> str:
+    """Return the effective ``loadListing`` of a parameter (default ``no_listing`` in v1.2)."""
+    value = spec.get("loadListing")
+    if value is None:
+        req = requirements.get("LoadListingRequirement")
+        value = (req or {}).get("loadListing")
+    return str(value) if value else "no_listing"
+
+
+def fill_and_validate_inputs(
+    process: Any,
+    job_order: dict[str, Any],
+    *,
+    requirements: list[Any],
+    base_dir: str,
+    check_files: bool = True,
+    hints: Sequence[Any] = (),
+    cwl_version: str = "v1.2",
+    namespaces: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Apply defaults, check types and complete File/Directory values of a job order.
+
+    Files and directories get ``location`` (``file://`` URI), ``path``, ``basename``,
+    ``dirname``, ``nameroot``, ``nameext`` and ``size``; directories get a ``listing`` per
+    ``loadListing``; secondary files are discovered; ``loadContents`` is honoured and
+    declared formats are checked.
+
+    Args:
+        process: the cwl_utils process.
+        job_order: input values by short name (not modified).
+        requirements: the effective requirements of the process.
+        base_dir: directory that relative File/Directory locations are resolved against.
+        check_files: require input files to exist locally.
+        hints: the effective hints (for ``LoadListingRequirement`` given as a hint).
+        cwl_version: the document's original ``cwlVersion`` (expression escaping rules).
+        namespaces: ``$namespaces`` of the document, to expand format prefixes.
+
+    Returns:
+        A new input object with every declared input (null when absent and optional).
+
+    Raises:
+        InputValidationError: a value does not match its type, or a file is missing; the
+            message names the input and what was expected, e.g.
+            ``input 'threads': expected int, got string 'abc'``.
+    """
+    view = plain(process)
+    reqs = Requirements(requirements, hints)
+    params: list[Mapping[str, Any]] = list(view.get("inputs") or [])
+    index = SchemaIndex(reqs, params)
+    result: dict[str, Any] = {}
+    slots: list[FileSlot] = []
+    for param in params:
+        name = shortname(str(param["id"]))
+        value = job_order.get(name)
+        if value is None and param.get("default") is not None:
+            value = copy.deepcopy(param["default"])
+        try:
+            checked, found = check_value(value, param.get("type"), name, index, param)
+        except TypeMismatch as exc:
+            raise InputValidationError(f"input '{exc.where}': {exc.reason}") from None
+        result[name] = checked
+        slots.extend(found)
+    evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
+    for slot in slots:
+        try:
+            fill_object(
+                slot.value, base_dir=base_dir, check=check_files, listing=listing_default(reqs, slot.spec)
+            )
+        except FileProblem as exc:
+            raise InputValidationError(f"input '{slot.where}': {exc}") from None
+    all_namespaces = {**document_namespaces(process), **(namespaces or {})}
+    schemas = document_schemas(process)
+    for slot in slots:
+        _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas)
+    return result
+
+
+def _complete(
+    slot: FileSlot,
+    evaluator: ExpressionEvaluator,
+    inputs: dict[str, Any],
+    reqs: Requirements,
+    check_files: bool,
+    namespaces: Mapping[str, str],
+    schemas: list[str],
+) -> None:
+    value, spec = slot.value, slot.spec
+    try:
+        if value.get("class") == "File" and spec.get("secondaryFiles"):
+            value["secondaryFiles"] = secondary_files(
+                value,
+                list(spec["secondaryFiles"]),
+                evaluator=evaluator,
+                inputs=inputs,
+                runtime=None,
+                required_default=True,
+                check=check_files,
+            )
+            for sf in value["secondaryFiles"]:
+                fill_object(sf, base_dir="", check=check_files, listing=listing_default(reqs, spec))
+        if value.get("class") == "File" and spec.get("loadContents") and check_files:
+            value["contents"] = read_contents(value)
+    except FileProblem as exc:
+        raise InputValidationError(f"input '{slot.where}': {exc}") from None
+    declared = spec.get("format")
+    if declared is not None and value.get("class") == "File" and value.get("format") is not None:
+        if has_expression(declared) or (
+            isinstance(declared, list) and any(has_expression(d) for d in declared)
+        ):
+            declared = [
+                evaluator.evaluate(d, inputs, self_=value)
+                for d in (declared if isinstance(declared, list) else [declared])
+            ]
+        problem = check_format(str(value["format"]), declared, namespaces, schemas)
+        if problem:
+            raise InputValidationError(f"input '{slot.where}': {problem}")

@@ -1,0 +1,33 @@
+"""The built-in plugin: StreamFlow's own implementations, registered by name."""
+
+from __future__ import annotations
+
+from streamflow.plugins._registry import StreamFlowPlugin
+
+__all__ = ["BuiltinPlugin"]
+
+
+class BuiltinPlugin(StreamFlowPlugin):
+    """Registers the implementations shipped with StreamFlow.
+
+    Names: connector ``local``; policy ``data_locality``; deployment manager ``default``;
+    failure managers ``default`` and ``retry`` (the same class) and ``dummy``; checkpoint
+    managers ``default`` and ``dummy``.
+    """
+
+    def register(self) -> None:
+        """Register the built-in classes (imported here, so that importing the registry is cheap)."""
+        from streamflow.connectors.local import LocalConnector
+        from streamflow.deployment.manager import DefaultDeploymentManager
+        from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
+        from streamflow.recovery.failure import DummyFailureManager, RetryFailureManager
+        from streamflow.scheduling.policy import DataLocalityPolicy
+
+        self.register_connector("local", LocalConnector)
+        self.register_policy("data_locality", DataLocalityPolicy)
+        self.register_deployment_manager("default", DefaultDeploymentManager)
+        self.register_failure_manager("default", RetryFailureManager)
+        self.register_failure_manager("retry", RetryFailureManager)
+        self.register_failure_manager("dummy", DummyFailureManager)
+        self.register_checkpoint_manager("default", DefaultCheckpointManager)
+        self.register_checkpoint_manager("dummy", DummyCheckpointManager)
