@@ -31,6 +31,8 @@ from events.schema import (
     JobCompleted,
     JobRequested,
     JobRetryScheduled,
+    JobReused,
+    JobStarted,
     JobScheduled,
     PortTerminated,
     StepFailed,
@@ -470,7 +472,12 @@ class ExecuteStepActor(StepActor):
         self.retry_at: dict[str, float] = {}
         self.abandoned: dict[str, JobAbandoned] = {}
         self.queued: set[tuple[str, int]] = set()
+        self.started: set[tuple[str, int]] = set()
         self._eval: Any = None
+        self.reuse: dict[tuple[str, str], Any] = ctx.settings.get("reuse", {})
+        # A resumed run queues again every job whose result is not recorded: a task of an
+        # earlier generation may be lost with the process that held it.
+        self.generation: int = int(ctx.settings.get("generation", 0))
 
     def interested(self, record: Record) -> bool:
         if super().interested(record):
@@ -494,6 +501,12 @@ class ExecuteStepActor(StepActor):
             self.staged[body.job] = body
         elif isinstance(body, JobCompleted):
             self.results[body.job] = body
+        elif isinstance(body, JobReused) and record.subject == self.subject:
+            self.requested[body.job] = body.tag
+            self.dirty.add(body.tag)
+            self.results[body.job] = JobCompleted(job=body.job, outputs=body.outputs)
+        elif isinstance(body, JobStarted):
+            self.started.add((body.job, body.attempt))
         elif isinstance(body, JobRetryScheduled):
             if body.attempt > self.attempts.get(body.job, 1):
                 self.attempts[body.job] = body.attempt
@@ -552,6 +565,15 @@ class ExecuteStepActor(StepActor):
             return
         if job not in self.requested:
             inputs = self.inputs_for(tag)
+            reused = self.reuse.get((self.step.name, tag))
+            if reused is not None and reused.matches(inputs):
+                event = JobReused(job=job, tag=tag, from_run=reused.run_id, from_job=reused.job,
+                                  outputs=reused.outputs, inputs=inputs)
+                await self.append("step", self.step.id, event, key=tag)
+                self.requested[job] = tag
+                self.results[job] = JobCompleted(job=job, outputs=reused.outputs)
+                await self.process(tag)
+                return
             try:
                 cores, memory = self._hardware(inputs)
             except StreamFlowError:
@@ -582,10 +604,10 @@ class ExecuteStepActor(StepActor):
         task = JobTask(run_id=self.ctx.run_id, job=job, step=self.step.id, tag=tag, attempt=attempt,
                        inputs=staged.inputs if staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location,
-                       cores=scheduled.cores, memory=scheduled.memory)
+                       cores=scheduled.cores, memory=scheduled.memory, generation=self.generation)
         await self.ctx.log.js.publish(
             task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
-            headers={"Nats-Msg-Id": f"{self.ctx.run_id}.{job}.{attempt}"})
+            headers={"Nats-Msg-Id": f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}"})
         self.queued.add((job, attempt))
 
 

@@ -25,6 +25,7 @@ from events.schema import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunResumed,
     StepFailed,
     StepTerminated,
     TokenEmitted,
@@ -55,6 +56,7 @@ class RunSupervisor(Actor):
         self.failure: StepFailed | None = None
         self.failed_step: str | None = None
         self.final: RunCompleted | RunFailed | RunCancelled | None = None
+        self.cancel_reason: str | None = None
         self.last_seq = 0
 
     def interested(self, record: Record) -> bool:
@@ -67,6 +69,8 @@ class RunSupervisor(Actor):
             self.last_seq = max(self.last_seq, record.stream_seq)
             if isinstance(body, RunCompleted | RunFailed | RunCancelled):
                 self.final = body
+            elif isinstance(body, RunResumed):
+                self.final = None  # a cancelled (or crashed) run carries on
             return
         if isinstance(body, StepTerminated):
             self.terminated_steps.add(record.agg_id or "")
@@ -82,9 +86,27 @@ class RunSupervisor(Actor):
     def done(self) -> bool:
         return self.final is not None
 
+    async def start(self) -> None:
+        self._sub = await self.ctx.nc.subscribe(f"sf.ctl.{self.ctx.run_id}.cancel", cb=self._on_cancel)
+
+    async def stop(self) -> None:
+        sub = getattr(self, "_sub", None)
+        if sub is not None:
+            await sub.unsubscribe()
+
+    async def _on_cancel(self, msg: Any) -> None:
+        reason = msg.data.decode(errors="replace") or "cancelled by request"
+        if self.final is None:
+            self.cancel_reason = reason
+            self.wake()
+        await msg.respond(b"ok")
+
     async def react(self) -> None:
         if self.final is not None:
             self.done_event.set()
+            return
+        if self.cancel_reason is not None:
+            await self._finish(RunCancelled(reason=self.cancel_reason))
             return
         if self.failure is not None:
             step = self.ctx.graph.steps.get(self.failed_step or "")
@@ -98,7 +120,7 @@ class RunSupervisor(Actor):
             await self._finish(RunCompleted(outputs=delivered))
 
     async def _finish(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
-        await self.append("wf", None, event, key="final")
+        await self.append("wf", None, event, key=f"final/{self.ctx.settings.get('generation', 0)}")
         self.final = event
         self.done_event.set()
 

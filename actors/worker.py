@@ -32,7 +32,7 @@ import structlog
 from nats.js import api
 
 from events.log import TASKS_STREAM, EventLog
-from events.schema import JobCompleted, JobFailed, JobStarted
+from events.schema import JobCompleted, JobFailed, JobStarted, RunCancelled, RunCompleted, RunFailed, RunResumed
 from events.tasks import JobTask, decode_task
 from streamflow.errors import (
     ConcurrencyError,
@@ -50,7 +50,9 @@ log = structlog.get_logger("streamflow.worker")
 
 GraphProvider = Callable[[str], Awaitable[WorkflowGraph]]
 
-ACK_WAIT = 30.0
+#: Seconds the server waits for a sign of life before redelivering a task (env
+#: ``STREAMFLOW_ACK_WAIT``); workers heartbeat every third of it.
+ACK_WAIT = float(os.environ.get("STREAMFLOW_ACK_WAIT", "10"))
 
 
 def consumer_name(deployment: str) -> str:
@@ -131,6 +133,9 @@ class Worker:
         delivery = int(msg.metadata.num_delivered or 1)
         subject = f"sf.ev.{task.run_id}.job.{task.job}"
         with structlog.contextvars.bound_contextvars(run_id=task.run_id, job=task.job, actor=f"worker:{self.name}"):
+            if await self._obsolete(task):
+                await msg.ack()
+                return
             last = await self.log.last(subject)
             if last is not None and self._already_recorded(last[1].body, task):
                 await msg.ack()
@@ -141,7 +146,7 @@ class Worker:
                     task.run_id, "job", task.job,
                     JobStarted(job=task.job, attempt=task.attempt, delivery=delivery, worker=self.name,
                                workdir=str(workdir)),
-                    producer=f"worker:{self.name}", key=f"{task.attempt}/{delivery}",
+                    producer=f"worker:{self.name}", key=f"{task.attempt}/{task.generation}/{delivery}",
                     expected_last_seq=last[0] if last else 0)
             except ConcurrencyError:
                 # Another worker owns this attempt now; the server will not redeliver an acked task.
@@ -151,6 +156,12 @@ class Worker:
             begin = time.monotonic()
             try:
                 body = await self._execute(task, workdir, delivery)
+            except asyncio.CancelledError:
+                # Stopped mid-job (cancel, Ctrl-C, drain deadline): hand the task back at
+                # once so a resumed run or another worker picks it up without waiting.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(msg.nak())
+                raise
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -158,7 +169,8 @@ class Worker:
             body = _with_duration(body, time.monotonic() - begin)
             try:
                 await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
-                                      key=f"{task.attempt}/{delivery}", expected_last_seq=started.stream_seq)
+                                      key=f"{task.attempt}/{task.generation}/{delivery}",
+                                      expected_last_seq=started.stream_seq)
             except ConcurrencyError:
                 log.warning("job_result_discarded", attempt=task.attempt, delivery=delivery)
             await msg.ack()
@@ -167,6 +179,16 @@ class Worker:
                 log.info("job_completed", attempt=task.attempt, duration=round(body.duration, 3))
             else:
                 log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
+
+    async def _obsolete(self, task: JobTask) -> bool:
+        """Whether the run is over, or was resumed after this task was queued."""
+        last = await self.log.last(f"sf.ev.{task.run_id}.wf")
+        if last is None:
+            return True
+        body = last[1].body
+        if isinstance(body, RunCompleted | RunFailed | RunCancelled):
+            return True
+        return isinstance(body, RunResumed) and body.attempt > task.generation
 
     @staticmethod
     def _already_recorded(body: Any, task: JobTask) -> bool:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +41,34 @@ __all__ = [
     "run_subject",
     "valid_id",
 ]
+
+def _crash_points() -> dict[str, int]:
+    """Parse ``STREAMFLOW_CRASH_AFTER``: ``Type[:n][,Type[:n]...]`` (tests of crash recovery).
+
+    After the n-th successful append of an event of that type (default the first), the
+    process kills itself with SIGKILL: a deterministic crash right after a fact was
+    recorded and before anything else happens.
+    """
+    spec = os.environ.get("STREAMFLOW_CRASH_AFTER", "")
+    points: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, count = item.partition(":")
+        points[name] = int(count or 1)
+    return points
+
+
+_CRASH_POINTS = _crash_points()
+_crash_counts: dict[str, int] = {}
+
+
+def _maybe_crash(kind: str) -> None:
+    target = _CRASH_POINTS.get(kind)
+    if target is None:
+        return
+    _crash_counts[kind] = _crash_counts.get(kind, 0) + 1
+    if _crash_counts[kind] >= target:
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 EVENTS_STREAM = "SF_EVENTS"
 TASKS_STREAM = "SF_TASKS"
@@ -215,6 +245,8 @@ class EventLog:
             try:
                 ack = await self.js.publish(subject, payload, stream=EVENTS_STREAM, headers=headers,
                                             timeout=self.publish_timeout)
+                if _CRASH_POINTS:
+                    _maybe_crash(kind)
                 return AppendResult(ack.seq, eid, bool(ack.duplicate))
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code == 10071:

@@ -41,6 +41,7 @@ __all__ = [
     "JobCompleted",
     "JobFailed",
     "JobRequested",
+    "JobReused",
     "JobRetryScheduled",
     "JobScheduled",
     "JobStarted",
@@ -187,6 +188,26 @@ class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
     target: str = "__LOCAL__"
     cores: float = 1.0
     memory: float = 0.0
+
+
+class JobReused(Event, frozen=True, kw_only=True, tag="JobReused"):
+    """A rerun reuses the result of a job completed by an earlier run (no execution).
+
+    Attributes:
+        job: the job id in this run.
+        tag: the tag.
+        from_run: the run whose result is reused.
+        from_job: the job id in that run.
+        outputs: the reused output object.
+        inputs: the input object (equal to the reused job's).
+    """
+
+    job: str
+    tag: str
+    from_run: str
+    from_job: str
+    outputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
 
 
 class StepFailed(Event, frozen=True, kw_only=True, tag="StepFailed"):
@@ -459,6 +480,7 @@ EventBody = (
     | RunCancelled
     | StepStarted
     | JobRequested
+    | JobReused
     | StepFailed
     | StepTerminated
     | TokenEmitted

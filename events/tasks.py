@@ -29,6 +29,8 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
         location: the location chosen by the Scheduler.
         cores: cores reserved.
         memory: memory reserved, MiB.
+        generation: how many times the run had been resumed when the task was queued;
+            workers drop tasks of an older generation (a resume queues them again).
     """
 
     run_id: str
@@ -41,6 +43,7 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
     location: str
     cores: float = 1.0
     memory: float = 0.0
+    generation: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import secrets
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +29,39 @@ from actors.scheduler import LocationCapacity, SchedulerActor, local_capacity
 from actors.step import make_step_actor
 from actors.supervisor import RunSupervisor
 from actors.worker import Worker
+from events.lease import Lease, acquire_lease
 from events.log import EventLog, run_subject, valid_id
-from events.schema import RunCompleted, RunFailed, RunStarted, RunSubmitted
+from events.projections import RunSummary
+from events.schema import (
+    JobCompleted,
+    JobRequested,
+    JobReused,
+    RunCompleted,
+    RunFailed,
+    RunResumed,
+    RunStarted,
+    RunSubmitted,
+)
 from streamflow import __version__
 from streamflow.bus import BusOptions, open_bus
 from streamflow.errors import ConcurrencyError, RunNotFoundError, WorkflowDefinitionError
 from streamflow.workflow.graph import WorkflowGraph
 
-__all__ = ["PreparedRun", "RunOptions", "RunResult", "execute_run", "new_run_id", "prepare", "submit_and_run"]
+__all__ = [
+    "PreparedRun",
+    "ReusableJob",
+    "RunOptions",
+    "RunResult",
+    "execute_run",
+    "load_graph",
+    "new_run_id",
+    "prepare",
+    "prepare_rerun",
+    "read_submitted",
+    "resume_run",
+    "reuse_index",
+    "submit_and_run",
+]
 
 log = structlog.get_logger("streamflow.engine")
 
@@ -69,6 +96,7 @@ class RunOptions:
     workdir: str | None = None
     retry: RetrySettings = field(default_factory=RetrySettings)
     validate_only: bool = False
+    rerun_of: str | None = None
 
 
 @dataclass
@@ -129,12 +157,42 @@ def prepare(workflow: str, job: str | None) -> PreparedRun:
         inputs=inputs, graph=graph, digest=digest)
 
 
+def prepare_rerun(submitted: RunSubmitted) -> PreparedRun:
+    """Prepare a rerun of a recorded run: same document, same recorded inputs."""
+    from streamflow.cwl.loader import load_document
+    from streamflow.cwl.translator import translate
+
+    loaded = load_document(submitted.workflow)
+    graph = translate(loaded.process, cwl_version=loaded.cwl_version, name=submitted.name,
+                      job_order=submitted.inputs)
+    path = Path(submitted.workflow.split("#")[0])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return PreparedRun(name=submitted.name, workflow=submitted.workflow, job=submitted.job,
+                       inputs=dict(submitted.inputs), graph=graph, digest=digest)
+
+
+async def read_submitted(bus: BusOptions, run_id: str) -> RunSubmitted:
+    """The ``RunSubmitted`` event of a run.
+
+    Raises:
+        RunNotFoundError: no such run.
+    """
+    async with open_bus(bus) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        first = await log_.first(run_subject(run_id, "wf"))
+    if first is None or not isinstance(first[1].body, RunSubmitted):
+        raise RunNotFoundError(f"no run {run_id!r} in the event log")
+    return first[1].body
+
+
 def _default_workdir() -> str:
     return str(Path(tempfile.gettempdir()) / "streamflow-jobs")
 
 
 async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outdir: str, workdir: str,
                       workers: int, retry: RetrySettings, locations: dict[str, list[LocationCapacity]] | None = None,
+                      settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
                       ) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
@@ -151,7 +209,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     Returns:
         How the run ended.
     """
-    ctx = RunContext(run_id=run_id, nc=log_.nc, log=log_, graph=graph, workdir=workdir, outdir=outdir)
+    ctx = RunContext(run_id=run_id, nc=log_.nc, log=log_, graph=graph, workdir=workdir, outdir=outdir,
+                     settings=settings or {}, epoch=epoch)
     done = asyncio.Event()
     locations = locations or {"__LOCAL__": [local_capacity()]}
     supervisor = RunSupervisor(ctx, done)
@@ -165,12 +224,40 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         return await load_graph(log_, other)
 
     background = []
+    if lease is not None:
+        background.append(lambda: lease.keep_alive(done))
     if workers > 0:
         for deployment in locations:
             worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
             background.append(lambda w=worker: w.run(done))
     host = ActorHost(ctx, actors, background)
-    await host.run(done)
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def _interrupt() -> None:
+        # Ctrl-C / SIGTERM: record the cancellation (the run stays resumable), then stop.
+        nonlocal interrupted
+        if interrupted:
+            done.set()
+            return
+        interrupted = True
+        supervisor.cancel_reason = "interrupted (SIGINT/SIGTERM)"
+        supervisor.wake()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _interrupt)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await host.run(done)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        if lease is not None:
+            await lease.release()
     final = supervisor.final
     if isinstance(final, RunCompleted):
         return RunResult(run_id, "COMPLETED", outputs=final.outputs)
@@ -229,6 +316,7 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             steps={s.id: s.name for s in prepared.graph.steps.values()},
             ports={p.id: p.name for p in prepared.graph.ports.values()},
             document_digest=prepared.digest,
+            rerun_of=options.rerun_of,
         )
         try:
             await log_.append(run_id, "wf", None, submitted, producer="cli", key="submitted", expected_last_seq=0)
@@ -239,5 +327,99 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
         await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
                           producer="cli", key="started")
         _graph_cache[run_id] = prepared.graph
+        lease = await acquire_lease(log_.js, run_id)
+        settings: dict[str, Any] = {"generation": 0}
+        if options.rerun_of:
+            settings["reuse"] = await reuse_index(log_, options.rerun_of)
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
-                                 retry=options.retry)
+                                 retry=options.retry, settings=settings, epoch=lease.epoch, lease=lease)
+
+
+async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,
+                     retry: RetrySettings | None = None, announce: Any = None) -> RunResult:
+    """Continue a run whose processes died (or that was cancelled), from its log.
+
+    Raises:
+        RunNotFoundError: no such run.
+        LeaseError: the run is live in another process.
+    """
+    async with open_bus(bus) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        first = await log_.first(run_subject(run_id, "wf"))
+        if first is None or not isinstance(first[1].body, RunSubmitted):
+            raise RunNotFoundError(f"no run {run_id!r} in the event log")
+        submitted = first[1].body
+        summary = RunSummary(run_id=run_id)
+        async for record in log_.read(run_id, subject_filter=run_subject(run_id, "wf")):
+            summary.apply(record)
+        if summary.status == "COMPLETED":
+            return RunResult(run_id, "COMPLETED", outputs=summary.outputs)
+        if summary.status == "FAILED":
+            return RunResult(run_id, "FAILED", error=f"the run failed ({summary.error}); use 'streamflow rerun "
+                             f"{run_id}' to replay it without redoing what succeeded")
+        lease = await acquire_lease(log_.js, run_id)
+        graph = await load_graph(log_, run_id)
+        generation = summary.resumed + 1
+        await log_.append(run_id, "wf", None, RunResumed(host=os.uname().nodename, pid=os.getpid(),
+                                                         attempt=generation),
+                          producer="cli", key=f"resumed/{generation}", epoch=lease.epoch)
+        if announce is not None:
+            announce(run_id)
+        settings: dict[str, Any] = {"generation": generation}
+        if submitted.rerun_of:
+            settings["reuse"] = await reuse_index(log_, submitted.rerun_of)
+        return await execute_run(
+            log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
+            workers=workers if workers is not None else (os.cpu_count() or 1),
+            retry=retry or RetrySettings(), settings=settings, epoch=lease.epoch, lease=lease)
+
+
+@dataclass(frozen=True)
+class ReusableJob:
+    """A job completed by an earlier run, that a rerun may reuse.
+
+    Attributes:
+        run_id: the earlier run.
+        job: its job id there.
+        inputs: the input object it ran with.
+        outputs: its outputs.
+    """
+
+    run_id: str
+    job: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+    def matches(self, inputs: dict[str, Any]) -> bool:
+        """Same inputs, and every output file still exists."""
+        if _canonical(inputs) != _canonical(self.inputs):
+            return False
+        from actors.data_manager import iter_paths
+
+        return all(os.path.exists(path) for path, _ in iter_paths(self.outputs))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+async def reuse_index(log_: EventLog, run_id: str) -> dict[tuple[str, str], ReusableJob]:
+    """Index the completed jobs of a run (and of the runs it reused) by (step name, tag)."""
+    first = await log_.first(run_subject(run_id, "wf"))
+    if first is None or not isinstance(first[1].body, RunSubmitted):
+        raise RunNotFoundError(f"no run {run_id!r} in the event log")
+    steps = first[1].body.steps
+    requested: dict[str, JobRequested] = {}
+    index: dict[tuple[str, str], ReusableJob] = {}
+    async for record in log_.read(run_id):
+        body = record.body
+        if isinstance(body, JobRequested):
+            requested[body.job] = body
+        elif isinstance(body, JobCompleted) and body.job in requested:
+            req = requested[body.job]
+            index[(steps.get(req.step, req.step), req.tag)] = ReusableJob(run_id, body.job, req.inputs, body.outputs)
+        elif isinstance(body, JobReused) and record.agg_id is not None:
+            name = steps.get(record.agg_id, record.agg_id)
+            index[(name, body.tag)] = ReusableJob(body.from_run, body.from_job, body.inputs, body.outputs)
+    return index

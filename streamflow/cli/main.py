@@ -62,7 +62,7 @@ def _err(message: str) -> None:
     print(f"streamflow: {message}", file=sys.stderr)
 
 
-def _add_bus_options(parser: argparse.ArgumentParser) -> None:
+def add_bus_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("bus")
     group.add_argument("--nats", metavar="URLS", help="NATS server URLs, comma separated (default: "
                        "$STREAMFLOW_NATS_URL, else an embedded server)")
@@ -76,7 +76,7 @@ def _add_bus_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nats-tls-key", metavar="FILE")
 
 
-def _bus_options(args: argparse.Namespace) -> BusOptions:
+def bus_options(args: argparse.Namespace) -> BusOptions:
     return BusOptions.from_env(
         servers=[u for u in (args.nats or "").split(",") if u] or None,
         token=args.nats_token, user=args.nats_user, password=args.nats_password,
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.add_argument("--run-id", help="the run id (default: generated)")
     run.add_argument("--workers", type=int, help="jobs this process may run at once (0: none, leave them to agents)")
-    _add_bus_options(run)
+    add_bus_options(run)
 
     events = sub.add_parser("events", help="show a run's events in log order")
     events.add_argument("run_id", metavar="RUN_ID", nargs="?")
@@ -118,16 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--type", action="append", dest="types", metavar="T", help="only events of this type")
     events.add_argument("--step", help="only events of this step (id or name)")
     events.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this run sequence")
-    _add_bus_options(events)
+    add_bus_options(events)
 
     lst = sub.add_parser("list", help="list runs")
     lst.add_argument("--json", action="store_true")
-    _add_bus_options(lst)
+    add_bus_options(lst)
 
     status = sub.add_parser("status", help="show a run's status")
     status.add_argument("run_id", metavar="RUN_ID")
     status.add_argument("--json", action="store_true")
-    _add_bus_options(status)
+    add_bus_options(status)
 
     ext = sub.add_parser("ext", help="list registered extensions")
     ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND")
@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("what", choices=["events", "config"], nargs="?", default="events")
 
     sub.add_parser("version", help="print the version")
+
+    from streamflow.cli.commands import discover
+
+    for register in discover():
+        register(sub)
     return parser
 
 
@@ -149,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(quiet=getattr(args, "quiet", False), debug=getattr(args, "debug", False))
     try:
+        func = getattr(args, "func", None)
+        if func is not None:
+            return int(func(args))
         if args.command == "run":
             return _cmd_run(args, runner_style=False)
         if args.command == "events":
@@ -184,7 +192,7 @@ def cwl_runner_main(argv: Sequence[str] | None = None) -> int:
     _add_run_arguments(parser)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, help="jobs this process may run at once")
-    _add_bus_options(parser)
+    add_bus_options(parser)
     args = parser.parse_args(argv)
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:
@@ -214,7 +222,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         return EXIT_OK
     options = RunOptions(
         workflow=args.workflow, job=args.job, outdir=args.outdir, run_id=args.run_id, workers=args.workers,
-        bus=_bus_options(args), workdir=args.workdir,
+        bus=bus_options(args), workdir=args.workdir,
         retry=RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay)),
     )
 
@@ -286,7 +294,7 @@ async def _cmd_events(args: argparse.Namespace) -> int:
     if not args.run_id and not args.all:
         _err("events: give a RUN_ID or --all")
         return EXIT_INVALID
-    async with open_bus(_bus_options(args)) as nc:
+    async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
         step_ids: set[str] = set()
@@ -343,7 +351,7 @@ async def _cmd_list(args: argparse.Namespace) -> int:
     from events.log import EventLog
     from streamflow.bus import open_bus
 
-    async with open_bus(_bus_options(args)) as nc:
+    async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
         summaries = await _summaries(log_, await log_.runs())
@@ -365,7 +373,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
     from events.projections import RunSummary
     from streamflow.bus import open_bus
 
-    async with open_bus(_bus_options(args)) as nc:
+    async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
         summary = RunSummary(run_id=args.run_id)
@@ -390,12 +398,9 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_ext(args: argparse.Namespace) -> int:
-    try:
-        from streamflow.plugins import registry
-    except ImportError as exc:
-        _err(f"plugin registry unavailable: {exc}")
-        return EXIT_FAILED
-    reg = registry()
+    from streamflow.plugins import Registry
+
+    reg = Registry.default()
     rows = [r for r in reg.list() if not args.kind or r[0] == args.kind]
     if args.json:
         for kind, name, path in rows:
@@ -413,12 +418,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
         print(json.dumps(events_schema(), indent=2, sort_keys=True))
         return EXIT_OK
-    try:
-        from streamflow.config import config_schema
-    except ImportError as exc:
-        _err(f"config schema unavailable: {exc}")
-        return EXIT_FAILED
-    print(json.dumps(config_schema(), indent=2, sort_keys=True))
+    from streamflow.config import get_schema
+
+    print(json.dumps(get_schema(), indent=2, sort_keys=True))
     return EXIT_OK
 
 

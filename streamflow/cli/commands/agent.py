@@ -1,0 +1,272 @@
+"""``streamflow agent``: a long-running host of executor workers.
+
+An agent connects to the bus (``--nats URLS``, or the shared embedded server of this
+``STREAMFLOW_HOME``), binds one :class:`actors.worker.Worker` per deployment (default
+``__LOCAL__``) to that deployment's durable pull consumer, and runs job tasks until it is
+told to stop. More agents mean more pollers on the same consumers: there is no
+registration and no rebalancing. ``streamflow run --workers 0`` then runs no job itself.
+
+A worker finds a run's graph by rebuilding it from the run's ``RunSubmitted`` event
+(:func:`streamflow.cli.engine.load_graph`), so for now an agent must see the workflow
+document and the job files at the paths recorded there (same machine or shared
+filesystem).
+
+Shutdown is staged: the first SIGTERM or SIGINT *drains* (no new task is pulled, running
+jobs finish and are recorded, then the agent exits 0); a second signal, or the end of
+``--drain-timeout``, cancels the running jobs, whose tasks stay unacknowledged and are
+redelivered to another agent after ``ack_wait``; the agent then exits 1.
+
+Environment:
+    STREAMFLOW_ACK_WAIT: seconds before the server redelivers a task whose worker went
+        silent (default 30); workers heartbeat every third of it. It is applied to each
+        deployment's consumer when the agent starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.js import api
+
+from actors import worker as worker_module
+from actors.worker import Worker, consumer_name
+from events.log import EVENTS_STREAM, TASKS_STREAM, EventLog
+from streamflow.errors import BusError
+from streamflow.workflow.graph import WorkflowGraph
+
+__all__ = ["ack_wait_from_env", "register", "run"]
+
+log = structlog.get_logger("streamflow.agent")
+
+EXIT_OK = 0
+EXIT_FORCED = 1
+EXIT_INVALID = 2
+
+
+def ack_wait_from_env() -> float:
+    """``$STREAMFLOW_ACK_WAIT`` in seconds (default: the worker's 30 s).
+
+    Raises:
+        ValueError: the variable is not a positive number.
+    """
+    raw = os.environ.get("STREAMFLOW_ACK_WAIT", "").strip()
+    if not raw:
+        return worker_module.ACK_WAIT
+    value = float(raw)
+    if value <= 0:
+        raise ValueError(f"STREAMFLOW_ACK_WAIT must be positive, got {raw!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``agent`` command."""
+    from streamflow.cli.main import add_bus_options
+
+    parser = subparsers.add_parser(
+        "agent", help="host executor workers that run jobs of any run on the bus",
+        description="Run job tasks from the bus until SIGTERM/SIGINT (drain), for `streamflow run --workers 0`.")
+    parser.add_argument("--workdir", help="base directory of job working directories "
+                        "(default: $TMPDIR/streamflow-jobs)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="jobs this agent runs at once, per deployment (default: the number of CPUs)")
+    parser.add_argument("--deployment", action="append", dest="deployments", metavar="NAME",
+                        help="a deployment whose tasks to run (repeatable; default: __LOCAL__)")
+    parser.add_argument("--name", help="this agent's id in events (default: <host>/<pid>)")
+    parser.add_argument("--drain-timeout", type=float, default=0.0, metavar="SECONDS",
+                        help="on SIGTERM, cancel jobs still running after this long (default: 0, wait for them)")
+    parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
+    parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
+    add_bus_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the agent until it is stopped; return the exit code."""
+    import logging
+
+    from streamflow.cli.main import bus_options, configure_logging
+
+    configure_logging(quiet=args.quiet, debug=args.debug)
+    if not args.quiet and not args.debug:
+        # A daemon reports its lifecycle and its jobs: INFO by default, unlike one-shot commands.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    deployments = list(dict.fromkeys(args.deployments or ["__LOCAL__"]))
+    if args.workers < 1:
+        print("streamflow: agent: --workers must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        ack_wait = ack_wait_from_env()
+    except ValueError as exc:
+        print(f"streamflow: agent: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    from streamflow.cli.engine import _default_workdir
+
+    agent = Agent(
+        bus=bus_options(args), deployments=deployments, workers=args.workers,
+        workdir=os.path.abspath(args.workdir or _default_workdir()),
+        name=args.name or f"{socket.gethostname()}/{os.getpid()}",
+        ack_wait=ack_wait, drain_timeout=args.drain_timeout,
+    )
+    try:
+        return asyncio.run(agent.main())
+    except BusError as exc:
+        print(f"streamflow: bus error: {exc}", file=sys.stderr)
+        return EXIT_FORCED
+
+
+class _AgentWorker(Worker):
+    """A :class:`Worker` whose ``ack_wait`` (and heartbeat period) is a parameter.
+
+    Drop this class once ``Worker`` takes ``ack_wait`` itself.
+    """
+
+    def __init__(self, *args: Any, ack_wait: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ack_wait = ack_wait
+
+    def _consumer_config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=consumer_name(self.deployment),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=-1,
+            filter_subject=f"sf.task.{self.deployment}.>",
+        )
+
+    async def _subscribe(self) -> Any:
+        config = self._consumer_config()
+        # Create the consumer, or update its ack_wait if it exists (pull_subscribe alone
+        # keeps whatever configuration the first worker created it with).
+        await self.log.js.add_consumer(TASKS_STREAM, config=config)
+        return await self.log.js.pull_subscribe_bind(
+            durable=consumer_name(self.deployment), stream=TASKS_STREAM)
+
+    async def _heartbeat(self, msg: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+
+class Agent:
+    """Hosts one worker per deployment on one bus connection.
+
+    Args:
+        bus: how to reach the bus.
+        deployments: the deployments whose tasks it runs.
+        workers: concurrency of each deployment's worker.
+        workdir: base directory of job working directories.
+        name: the agent's id (``JobStarted.worker``).
+        ack_wait: the consumers' ack wait, seconds.
+        drain_timeout: seconds to wait for running jobs on a drain (0: no limit).
+    """
+
+    def __init__(self, *, bus: Any, deployments: list[str], workers: int, workdir: str, name: str,
+                 ack_wait: float, drain_timeout: float = 0.0) -> None:
+        self.bus = bus
+        self.deployments = deployments
+        self.workers = workers
+        self.workdir = workdir
+        self.name = name
+        self.ack_wait = ack_wait
+        self.drain_timeout = drain_timeout
+        self.stop = asyncio.Event()
+        self.forced = asyncio.Event()
+        self._pool: list[Worker] = []
+
+    def _on_signal(self, signame: str) -> None:
+        if not self.stop.is_set():
+            log.info("agent_draining", signal=signame, running=sum(w.running for w in self._pool))
+            self.stop.set()
+        else:
+            log.warning("agent_forced_stop", signal=signame, running=sum(w.running for w in self._pool))
+            self.forced.set()
+
+    async def main(self) -> int:
+        """Connect, run the workers until a signal, drain, and return the exit code."""
+        from streamflow.bus import open_bus
+        from streamflow.cli.engine import load_graph
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        self.bus.name = f"streamflow-agent:{self.name}"
+        with structlog.contextvars.bound_contextvars(actor=f"agent:{self.name}"):
+            async with open_bus(self.bus) as nc:
+                log_ = EventLog(nc)
+                if not await self._wait_for_streams(log_):
+                    log.info("agent_stopped", completed=0)
+                    return EXIT_OK
+
+                async def _graphs(run_id: str) -> WorkflowGraph:
+                    return await load_graph(log_, run_id)
+
+                self._pool = [
+                    _AgentWorker(log_, deployment, _graphs, workdir=self.workdir, concurrency=self.workers,
+                                 name=self.name, ack_wait=self.ack_wait)
+                    for deployment in self.deployments
+                ]
+                log.info("agent_started", deployments=self.deployments, workers=self.workers,
+                         workdir=self.workdir, ack_wait=self.ack_wait, servers=list(self.bus.servers) or "embedded")
+                try:
+                    forced = await self._run_pool()
+                except ExceptionGroup as group:  # a worker died (bus gone...): its tasks get redelivered
+                    log.error("agent_crashed", errors=[repr(e) for e in group.exceptions])
+                    return EXIT_FORCED
+                completed = sum(w.completed for w in self._pool)
+                log.info("agent_stopped", completed=completed, forced=forced)
+                return EXIT_FORCED if forced else EXIT_OK
+
+    async def _wait_for_streams(self, log_: EventLog) -> bool:
+        """Wait until the log's streams exist (a run creates them); False if stopped first."""
+        # An agent never creates streams: that needs rights it should not have, and only
+        # the submitter knows the replication the cluster wants.
+        announced = False
+        while not self.stop.is_set():
+            try:
+                await log_.js.stream_info(TASKS_STREAM)
+                await log_.js.stream_info(EVENTS_STREAM)
+                return True
+            except nats.js.errors.NotFoundError:
+                if not announced:
+                    log.info("agent_waiting_for_streams", streams=[EVENTS_STREAM, TASKS_STREAM])
+                    announced = True
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.ServiceUnavailableError) as exc:
+                log.warning("agent_jetstream_unavailable", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.stop.wait()
+        return False
+
+    async def _run_pool(self) -> bool:
+        """Run every worker until drained; return True when the drain was cut short."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as tg:
+            pending = {tg.create_task(w.run(self.stop)) for w in self._pool}
+            await self.stop.wait()
+            forced = tg.create_task(self.forced.wait())
+            deadline = loop.time() + self.drain_timeout if self.drain_timeout > 0 else None
+            while pending and not forced.done():
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait({*pending, forced}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+                if not done:  # the drain deadline passed
+                    break
+            forced.cancel()
+            if pending:
+                log.warning("agent_cancelling_jobs", running=sum(w.running for w in self._pool))
+                for task in pending:
+                    task.cancel()
+        return bool(pending)
