@@ -34,7 +34,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from events.log import EventLog, Record
-from events.schema import Event
+from events.schema import EventBody
 from streamflow.workflow.graph import WorkflowGraph
 
 __all__ = ["Actor", "ActorHost", "RunContext"]
@@ -110,7 +110,7 @@ class Actor(ABC):
         """Whether the actor has nothing left to do in this run."""
         return False
 
-    async def append(self, aggregate: str, agg_id: str | None, body: Event, *, key: str = "",
+    async def append(self, aggregate: str, agg_id: str | None, body: EventBody, *, key: str = "",
                      causation_id: str | None = None, expected_last_seq: int | None = None) -> int:
         """Append an event written by this actor; returns its stream sequence."""
         result = await self.ctx.log.append(

@@ -141,7 +141,7 @@ def _unique(target: Path, taken: set[str]) -> Path:
 
 
 def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()  # noqa: S324 - CWL checksums are sha1 by specification
+    digest = hashlib.sha1()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)

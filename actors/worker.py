@@ -32,7 +32,15 @@ import structlog
 from nats.js import api
 
 from events.log import TASKS_STREAM, EventLog
-from events.schema import JobCompleted, JobFailed, JobStarted, RunCancelled, RunCompleted, RunFailed, RunResumed
+from events.schema import (
+    JobCompleted,
+    JobFailed,
+    JobStarted,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunResumed,
+)
 from events.tasks import JobTask, decode_task
 from streamflow.errors import (
     ConcurrencyError,
@@ -107,7 +115,7 @@ class Worker:
                         break
                     try:
                         msgs = await psub.fetch(1, timeout=0.5)
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    except (TimeoutError, nats.errors.TimeoutError):
                         slots.release()
                         continue
                     except nats.errors.ConnectionClosedError:
@@ -206,7 +214,7 @@ class Worker:
         from streamflow.cwl.inputs import fill_and_validate_inputs
         from streamflow.cwl.tool import execute_process
 
-        common = {"job": task.job, "attempt": task.attempt, "delivery": delivery}
+        job, attempt = task.job, task.attempt
         try:
             graph = await self.graphs(task.run_id)
             step = graph.steps[task.step]
@@ -223,19 +231,19 @@ class Worker:
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
                 cwl_version=step.cwl_version)
-            return JobCompleted(outputs=outputs, **common)
+            return JobCompleted(outputs=outputs, job=job, attempt=attempt, delivery=delivery)
         except JobFailedError as exc:
             return JobFailed(error=str(exc), exit_code=exc.exit_code, retryable=exc.retryable,
-                             error_type="JobFailedError", **common)
+                             error_type="JobFailedError", job=job, attempt=attempt, delivery=delivery)
         except UnsupportedRequirementError as exc:
-            return JobFailed(error=str(exc), retryable=False, error_type="UnsupportedRequirementError", **common)
+            return JobFailed(error=str(exc), retryable=False, error_type="UnsupportedRequirementError", job=job, attempt=attempt, delivery=delivery)
         except (InputValidationError, WorkflowDefinitionError) as exc:
-            return JobFailed(error=str(exc), retryable=False, error_type=type(exc).__name__, **common)
+            return JobFailed(error=str(exc), retryable=False, error_type=type(exc).__name__, job=job, attempt=attempt, delivery=delivery)
         except StreamFlowError as exc:
-            return JobFailed(error=str(exc), retryable=exc.retryable, error_type=type(exc).__name__, **common)
+            return JobFailed(error=str(exc), retryable=exc.retryable, error_type=type(exc).__name__, job=job, attempt=attempt, delivery=delivery)
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
-            return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", **common)
+            return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
 
 
 def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:

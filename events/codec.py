@@ -20,8 +20,8 @@ __all__ = [
     "UPCASTERS",
     "decode",
     "decode_body",
-    "encode",
     "enc_hook",
+    "encode",
     "encode_body",
     "event_id",
     "event_type",
@@ -49,7 +49,7 @@ def enc_hook(obj: Any) -> Any:
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 _decoder = msgspec.msgpack.Decoder(Envelope)
 _raw_decoder = msgspec.msgpack.Decoder(dict[str, Any])
-_body_decoder = msgspec.msgpack.Decoder(EventBody)  # type: ignore[var-annotated]
+_body_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(EventBody)
 _json_encoder = msgspec.json.Encoder(enc_hook=enc_hook)
 
 #: tag -> function rewriting an old raw payload (a dict) into a current one.

@@ -29,7 +29,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 
 from events.codec import decode, encode, event_id, event_type
-from events.schema import Envelope, Event
+from events.schema import Envelope, Event, EventBody
 from streamflow.errors import BusError, ConcurrencyError, EventLogError, RunNotFoundError
 
 __all__ = [
@@ -193,7 +193,7 @@ class EventLog:
         run_id: str,
         aggregate: str,
         agg_id: str | None,
-        body: Event,
+        body: EventBody,
         *,
         producer: str,
         key: str = "",

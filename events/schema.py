@@ -30,6 +30,7 @@ import msgspec
 
 __all__ = [
     "AGGREGATES",
+    "SCHEMA_VERSION",
     "CheckpointTaken",
     "DataLocationsRegistered",
     "Envelope",
@@ -41,8 +42,8 @@ __all__ = [
     "JobCompleted",
     "JobFailed",
     "JobRequested",
-    "JobReused",
     "JobRetryScheduled",
+    "JobReused",
     "JobScheduled",
     "JobStarted",
     "PortTerminated",
@@ -53,7 +54,6 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunSubmitted",
-    "SCHEMA_VERSION",
     "StepFailed",
     "StepStarted",
     "StepTerminated",

@@ -245,10 +245,10 @@ class EmbeddedServer:
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(
-                "listen: 127.0.0.1:%d\n"
-                "authorization { token: %s }\n"
-                "jetstream { store_dir: %s }\n"
-                "max_payload: 8MB\n" % (self.port, json.dumps(self.token), json.dumps(str(self.store_dir)))
+                f"listen: 127.0.0.1:{self.port}\n"
+                f"authorization {{ token: {json.dumps(self.token)} }}\n"
+                f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
+                "max_payload: 8MB\n"
             )
         cmd = [find_server_binary(), "-c", str(conf), *self.extra_args]
         self.process = subprocess.Popen(

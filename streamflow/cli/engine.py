@@ -9,12 +9,14 @@ local executor workers, and wait for the run's final event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import secrets
 import signal
 import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,13 +225,13 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
             return graph
         return await load_graph(log_, other)
 
-    background = []
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if lease is not None:
-        background.append(lambda: lease.keep_alive(done))
+        background.append(functools.partial(lease.keep_alive, done))
     if workers > 0:
         for deployment in locations:
             worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
-            background.append(lambda w=worker: w.run(done))
+            background.append(functools.partial(worker.run, done))
     host = ActorHost(ctx, actors, background)
     loop = asyncio.get_running_loop()
     interrupted = False

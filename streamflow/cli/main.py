@@ -39,11 +39,7 @@ EXIT_UNSUPPORTED = 33
 def configure_logging(*, quiet: bool = False, debug: bool = False) -> None:
     """Configure structlog once: to stderr; JSON when stderr is not a terminal."""
     level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
-    renderer: Any
-    if sys.stderr.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
-    else:
-        renderer = structlog.processors.JSONRenderer()
+    renderer: Any = structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

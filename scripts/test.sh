@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up a virtual environment and run the whole test suite: lint, types, unit and
+# integration tests (real nats-server processes), the CWL conformance subset.
+# Usage: scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q -e '.[test]'
+
+echo "== ruff"
+ruff check .
+echo "== mypy (strict)"
+mypy
+echo "== generated docs are up to date"
+if [ -f scripts/gen_events_doc.py ]; then python scripts/gen_events_doc.py --check; fi
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider "$@"
