@@ -99,6 +99,8 @@ class RunOptions:
     retry: RetrySettings = field(default_factory=RetrySettings)
     validate_only: bool = False
     rerun_of: str | None = None
+    config: str | None = None
+    locations: dict[str, list[LocationCapacity]] | None = None
 
 
 @dataclass
@@ -288,6 +290,10 @@ async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
 
     loaded = await asyncio.to_thread(load_document, submitted.workflow)
     graph = translate(loaded.process, cwl_version=loaded.cwl_version, name=submitted.name, job_order=submitted.inputs)
+    if submitted.config:
+        from streamflow.cli.config_run import apply_bindings, load_config_run
+
+        apply_bindings(graph, load_config_run(submitted.config))
     _graph_cache[run_id] = graph
     return graph
 
@@ -319,6 +325,7 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             ports={p.id: p.name for p in prepared.graph.ports.values()},
             document_digest=prepared.digest,
             rerun_of=options.rerun_of,
+            config=options.config,
         )
         try:
             await log_.append(run_id, "wf", None, submitted, producer="cli", key="submitted", expected_last_seq=0)
@@ -334,7 +341,8 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
         if options.rerun_of:
             settings["reuse"] = await reuse_index(log_, options.rerun_of)
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
-                                 retry=options.retry, settings=settings, epoch=lease.epoch, lease=lease)
+                                 retry=options.retry, settings=settings, epoch=lease.epoch, lease=lease,
+                                 locations=options.locations)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,
@@ -371,10 +379,18 @@ async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None
         settings: dict[str, Any] = {"generation": generation}
         if submitted.rerun_of:
             settings["reuse"] = await reuse_index(log_, submitted.rerun_of)
+        locations = None
+        if submitted.config:
+            from streamflow.cli.config_run import load_config_run
+
+            config_run = load_config_run(submitted.config)
+            locations = config_run.locations
+            retry = retry or config_run.retry
         return await execute_run(
             log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
             workers=workers if workers is not None else (os.cpu_count() or 1),
-            retry=retry or RetrySettings(), settings=settings, epoch=lease.epoch, lease=lease)
+            retry=retry or RetrySettings(), settings=settings, epoch=lease.epoch, lease=lease,
+            locations=locations)
 
 
 @dataclass(frozen=True)

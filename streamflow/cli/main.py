@@ -202,8 +202,17 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
     from actors.failure_manager import RetrySettings
     from streamflow.cli.engine import RunOptions, prepare, submit_and_run
 
+    config_run = None
+    workflow, job = args.workflow, args.job
     try:
-        prepared = prepare(args.workflow, args.job)
+        from streamflow.cli.config_run import apply_bindings, is_streamflow_file, load_config_run
+
+        if is_streamflow_file(workflow):
+            config_run = load_config_run(workflow)
+            workflow, job = config_run.workflow, job or config_run.job
+        prepared = prepare(workflow, job)
+        if config_run is not None:
+            apply_bindings(prepared.graph, config_run)
     except UnsupportedRequirementError as exc:
         _err(f"unsupported requirement: {exc}")
         return EXIT_UNSUPPORTED
@@ -216,10 +225,14 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
     if args.validate:
         print(json.dumps({"valid": True, "steps": len(prepared.graph.steps), "ports": len(prepared.graph.ports)}))
         return EXIT_OK
+    retry = RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay))
+    if config_run is not None and not args.max_retries:
+        retry = config_run.retry
     options = RunOptions(
-        workflow=args.workflow, job=args.job, outdir=args.outdir, run_id=args.run_id, workers=args.workers,
-        bus=bus_options(args), workdir=args.workdir,
-        retry=RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay)),
+        workflow=workflow, job=job, outdir=args.outdir, run_id=args.run_id, workers=args.workers,
+        bus=bus_options(args), workdir=args.workdir, retry=retry,
+        config=config_run.path if config_run else None,
+        locations=config_run.locations if config_run else None,
     )
 
     def _announce(run_id: str) -> None:
