@@ -324,10 +324,20 @@ class EventLog:
             yield record
         return
 
-    async def read_all(self, *, follow: bool = False, from_stream_seq: int = 1) -> AsyncIterator[Record]:
-        """Yield every run's events in log order."""
-        async for record in self._read("sf.ev.>", from_stream_seq=from_stream_seq, follow=follow):
+    async def read_all(self, *, follow: bool = False, from_stream_seq: int = 1,
+                       subject_filter: str = "sf.ev.>") -> AsyncIterator[Record]:
+        """Yield every run's events in log order (optionally only those matching a filter,
+        e.g. ``sf.ev.*.wf`` for every run's lifecycle)."""
+        async for record in self._read(subject_filter, from_stream_seq=from_stream_seq, follow=follow):
             yield record
+
+    async def _any_from(self, subject: str, from_stream_seq: int) -> bool:
+        """Whether an event matching ``subject`` is stored at or after ``from_stream_seq``."""
+        try:
+            await self.js.get_msg(EVENTS_STREAM, seq=from_stream_seq, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     async def _read(self, subject: str, *, from_stream_seq: int, follow: bool) -> AsyncIterator[Record]:
         pending = await self.count(subject)
@@ -335,6 +345,12 @@ class EventLog:
             if subject.endswith(".>") and subject.count(".") == 3:
                 raise RunNotFoundError(f"no run {subject.split('.')[2]!r} in the event log")
             return
+        if pending and from_stream_seq > 1 and not await self._any_from(subject, from_stream_seq):
+            # Everything matching is before the start: nothing to replay (and, without
+            # follow, nothing would ever arrive to end the loop below).
+            if not follow:
+                return
+            pending = 0
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
 
         async def _cb(msg: Any) -> None:

@@ -344,16 +344,18 @@ def _touches_step(record: Any, step_ids: set[str]) -> bool:
     return isinstance(producer, str) and producer in step_ids
 
 
-async def _summaries(log_: Any, run_ids: list[str]) -> list[Any]:
+async def _summaries(log_: Any) -> list[Any]:
+    """Every run's summary, folded from the runs' lifecycle events in one pass."""
     from events.projections import RunSummary
 
-    result = []
-    for run_id in run_ids:
-        summary = RunSummary(run_id=run_id)
-        async for record in log_.read(run_id, subject_filter=f"sf.ev.{run_id}.wf"):
-            summary.apply(record)
-        result.append(summary)
-    return result
+    summaries: dict[str, RunSummary] = {}
+    async for record in log_.read_all(subject_filter="sf.ev.*.wf"):
+        run_id = record.envelope.run_id
+        summary = summaries.get(run_id)
+        if summary is None:
+            summary = summaries[run_id] = RunSummary(run_id=run_id)
+        summary.apply(record)
+    return list(summaries.values())
 
 
 async def _cmd_list(args: argparse.Namespace) -> int:
@@ -363,7 +365,7 @@ async def _cmd_list(args: argparse.Namespace) -> int:
     async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
-        summaries = await _summaries(log_, await log_.runs())
+        summaries = await _summaries(log_)
     if args.json:
         for s in summaries:
             print(json.dumps({"run_id": s.run_id, "name": s.name, "status": s.status,
