@@ -168,19 +168,30 @@ async def connect(options: BusOptions) -> NATS:
 
     kwargs["error_cb"] = _error_cb
     kwargs["disconnected_cb"] = _disconnected_cb
-    first_error: Exception | None = None
-    # nats-py retries forever when max_reconnect_attempts=-1 only *after* a first
-    # successful connection; the first connect must be bounded by us.
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return await nats.connect(**kwargs)
-        except Exception as exc:  # translated below: nats raises many unrelated types
-            first_error = first_error or exc
-            text = str(exc).lower()
-            if "authorization" in text or "auth" in text or time.monotonic() > deadline:
-                raise BusError(f"cannot connect to NATS at {','.join(options.servers)}: {exc}") from exc
-            await asyncio.sleep(0.2)
+    # The first connection must fail fast (wrong URL, refused credentials): nats-py only
+    # gives up when max_reconnect_attempts is bounded, so connect with a bounded budget,
+    # then allow reconnecting forever for the life of the connection.
+    kwargs["max_reconnect_attempts"] = 2
+    kwargs["reconnect_time_wait"] = 0.2
+    errors: list[Exception] = []
+
+    async def _first_error_cb(exc: Exception) -> None:
+        errors.append(exc)
+
+    kwargs["error_cb"] = _first_error_cb
+    try:
+        async with asyncio.timeout(15):
+            nc = await nats.connect(**kwargs)
+    except Exception as exc:  # nats-py raises many unrelated types; translate them all
+        cause = errors[0] if errors else exc
+        where = ",".join(options.servers)
+        if "authorization" in str(cause).lower() or "authentication" in str(cause).lower():
+            raise BusError(f"NATS at {where} refused the credentials: {cause}") from exc
+        raise BusError(f"cannot connect to NATS at {where}: {cause or exc!r}") from exc
+    nc.options["max_reconnect_attempts"] = -1
+    nc.options["reconnect_time_wait"] = 0.5
+    nc._error_cb = _error_cb
+    return nc
 
 
 def _free_port() -> int:

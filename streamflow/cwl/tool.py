@@ -326,7 +326,10 @@ def _exit_status(view: Mapping[str, Any], code: int, command: list[str]) -> None
         raise JobFailedError(
             f"command exited with temporary failure code {code}: {shown}", exit_code=code, retryable=True
         )
-    raise JobFailedError(f"command exited with code {code}: {shown}", exit_code=code, retryable=False)
+    # An ordinary failure code may succeed on retry (a flaky node, a transient error):
+    # the failure manager decides; only permanentFailCodes are never retried.
+    raise JobFailedError(f"command exited with code {code}: {shown}", exit_code=code,
+                         retryable=code not in permanent)
 
 
 @dataclass
