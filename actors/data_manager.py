@@ -24,6 +24,7 @@ from actors._runtime import Actor, RunContext
 from events.log import Record
 from events.schema import (
     DataLocationsRegistered,
+    InputsLost,
     InputsStaged,
     JobCompleted,
     JobRequested,
@@ -85,6 +86,8 @@ class DataManagerActor(Actor):
         self.registered: set[str] = set()
         self.locations: dict[str, tuple[str, str]] = {}
         self.registry: dict[str, set[tuple[str, str]]] = {}
+        self.lost: dict[str, int] = {}  # job -> how many losses were recorded
+        self.waiting: set[str] = set()  # jobs whose inputs are lost, waiting for a rollback
 
     def interested(self, record: Record) -> bool:
         return record.aggregate in ("data", "alloc", "job", "step")
@@ -100,9 +103,18 @@ class DataManagerActor(Actor):
         elif isinstance(body, InputsStaged):
             self.staged.add(body.job)
             self.to_stage.pop(body.job, None)
+            self.waiting.discard(body.job)
+        elif isinstance(body, InputsLost):
+            self.lost[body.job] = max(self.lost.get(body.job, 0), body.attempt)
+            self.waiting.add(body.job)
         elif isinstance(body, JobCompleted):
             if body.job not in self.registered:
                 self.to_register[body.job] = body
+            # A producer ran again (rollback): jobs waiting for lost data may go on.
+            for job in self.waiting:
+                if job in self.locations:
+                    self.to_stage[job] = JobScheduled(job=job, deployment=self.locations[job][0],
+                                                      location=self.locations[job][1])
         elif isinstance(body, DataLocationsRegistered):
             self.registered.add(body.job)
             self.to_register.pop(body.job, None)
@@ -115,8 +127,16 @@ class DataManagerActor(Actor):
             missing = [p for p, obj in iter_paths(inputs)
                        if scheduled.deployment in self.shared and obj.get("class") == "File" and not os.path.exists(p)]
             if missing:
-                # The job's own attempt will fail with a clear message; staging reports it.
-                log.warning("input_missing", job=job, paths=missing[:5])
+                self.to_stage.pop(job, None)
+                if job in self.waiting:
+                    continue  # already reported; a rollback is on its way
+                attempt = self.lost.get(job, 0) + 1
+                log.warning("inputs_lost", job=job, paths=missing[:5])
+                await self.append("data", job, InputsLost(job=job, paths=missing, attempt=attempt),
+                                  key=f"lost/{attempt}")
+                self.lost[job] = attempt
+                self.waiting.add(job)
+                continue
             await self.append("data", job, InputsStaged(job=job, location=scheduled.location, transferred=0),
                               key="staged")
             self.staged.add(job)

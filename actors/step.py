@@ -32,6 +32,7 @@ from events.schema import (
     JobRequested,
     JobRetryScheduled,
     JobReused,
+    JobRollback,
     JobScheduled,
     JobStarted,
     PortTerminated,
@@ -473,6 +474,7 @@ class ExecuteStepActor(StepActor):
         self.abandoned: dict[str, JobAbandoned] = {}
         self.queued: set[tuple[str, int]] = set()
         self.started: set[tuple[str, int]] = set()
+        self.rollbacks: dict[str, int] = {}  # job -> attempt that must restore its lost outputs
         self._eval: Any = None
         self.reuse: dict[tuple[str, str], Any] = ctx.settings.get("reuse", {})
         # A resumed run queues again every job whose result is not recorded: a task of an
@@ -514,8 +516,38 @@ class ExecuteStepActor(StepActor):
                 self.retry_at[body.job] = loop.time() + (0 if self.replaying else body.delay)
         elif isinstance(body, JobAbandoned):
             self.abandoned[body.job] = body
+        elif isinstance(body, JobRollback):
+            self.rollbacks[body.job] = max(self.rollbacks.get(body.job, 0), body.attempt)
         else:
             super().apply(record)
+
+    async def react(self) -> None:
+        if self.terminated:
+            # A terminated step still owns its jobs: data they produced may be lost later
+            # and the FailureManager may ask for them to run again.
+            for job, attempt in list(self.rollbacks.items()):
+                if job in self.results and attempt > self.results[job].attempt and job in self.requested:
+                    await self._queue_rollback(job, self.requested[job], attempt)
+            return
+        await super().react()
+
+    async def _queue_rollback(self, job: str, tag: str, attempt: int) -> None:
+        """Run a completed job again to restore outputs that were lost (same paths)."""
+        if (job, attempt) in self.queued:
+            return
+        scheduled = self.scheduled.get(job)
+        request = self.requests.get(job)
+        if scheduled is None or request is None:
+            return
+        staged = self.staged.get(job)
+        task = JobTask(run_id=self.ctx.run_id, job=job, step=self.step.id, tag=tag, attempt=attempt,
+                       inputs=staged.inputs if staged is not None and staged.inputs is not None else request.inputs,
+                       deployment=scheduled.deployment, location=scheduled.location, cores=scheduled.cores,
+                       memory=scheduled.memory, generation=self.generation, restore=self.results[job].outputs)
+        await self.ctx.log.js.publish(
+            task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
+            headers={"Nats-Msg-Id": f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}"})
+        self.queued.add((job, attempt))
 
     def _wake_tag(self, tag: str) -> None:
         self.dirty.add(tag)
@@ -555,6 +587,10 @@ class ExecuteStepActor(StepActor):
         if job in self.abandoned:
             reason = self.abandoned[job].reason
             await self.fail(f"{self.step.name}: job {job} failed: {reason}", tag=tag, job=job)
+            return
+        rollback = self.rollbacks.get(job, 0)
+        if job in self.results and rollback > self.results[job].attempt:
+            await self._queue_rollback(job, tag, rollback)
             return
         if job in self.results:
             result = self.results[job]

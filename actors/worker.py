@@ -174,6 +174,8 @@ class Worker:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+            if task.restore is not None and isinstance(body, JobCompleted):
+                body = await asyncio.to_thread(_restore_outputs, body, task.restore)
             body = _with_duration(body, time.monotonic() - begin)
             try:
                 await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
@@ -201,7 +203,7 @@ class Worker:
     @staticmethod
     def _already_recorded(body: Any, task: JobTask) -> bool:
         if isinstance(body, JobCompleted):
-            return True
+            return body.attempt >= task.attempt or task.restore is None
         return isinstance(body, JobFailed) and body.attempt >= task.attempt
 
     async def _heartbeat(self, msg: Any) -> None:
@@ -244,6 +246,35 @@ class Worker:
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
+
+
+def _restore_outputs(body: JobCompleted, previous: dict[str, Any]) -> JobCompleted:
+    """Copy the files of a rollback attempt to the paths the completed attempt recorded."""
+    import shutil
+
+    def _walk(new: Any, old: Any) -> None:
+        if isinstance(new, dict) and isinstance(old, dict):
+            if new.get("class") in ("File", "Directory") and old.get("path") and new.get("path"):
+                target = Path(old["path"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if new["class"] == "Directory":
+                    shutil.copytree(new["path"], target, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(new["path"], target)
+                for sec_new, sec_old in zip(new.get("secondaryFiles") or [], old.get("secondaryFiles") or [],
+                                            strict=False):
+                    _walk(sec_new, sec_old)
+                return
+            for key in new:
+                if key in old:
+                    _walk(new[key], old[key])
+        elif isinstance(new, list) and isinstance(old, list):
+            for n, o in zip(new, old, strict=False):
+                _walk(n, o)
+
+    _walk(body.outputs, previous)
+    return JobCompleted(job=body.job, attempt=body.attempt, delivery=body.delivery, outputs=previous,
+                        exit_code=body.exit_code, duration=body.duration)
 
 
 def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:

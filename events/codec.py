@@ -29,11 +29,17 @@ __all__ = [
     "to_json",
 ]
 
+def _is_yaml_bool(obj: Any) -> bool:
+    # ruamel.yaml loads an anchored boolean (``&a true``) as ScalarBoolean, an *int*
+    # subclass (bool cannot be subclassed); matched by name so ``events`` stays a leaf.
+    return isinstance(obj, int) and any(c.__name__ == "ScalarBoolean" for c in type(obj).__mro__)
+
+
 def enc_hook(obj: Any) -> Any:
     """Encode subclasses of builtins (e.g. ruamel.yaml's scalar strings) as the builtin."""
     if isinstance(obj, str):
         return str(obj)
-    if isinstance(obj, bool):
+    if isinstance(obj, bool) or _is_yaml_bool(obj):
         return bool(obj)
     if isinstance(obj, int):
         return int(obj)

@@ -36,6 +36,7 @@ __all__ = [
     "Envelope",
     "Event",
     "EventBody",
+    "InputsLost",
     "InputsStaged",
     "JobAbandoned",
     "JobCancelled",
@@ -44,6 +45,7 @@ __all__ = [
     "JobRequested",
     "JobRetryScheduled",
     "JobReused",
+    "JobRollback",
     "JobScheduled",
     "JobStarted",
     "PortTerminated",
@@ -312,6 +314,20 @@ class InputsStaged(Event, frozen=True, kw_only=True, tag="InputsStaged"):
     inputs: dict[str, Any] | None = None
 
 
+class InputsLost(Event, frozen=True, kw_only=True, tag="InputsLost"):
+    """Input data of a job has vanished from every location (e.g. an intermediate file was deleted).
+
+    Attributes:
+        job: the job that needs the data.
+        paths: the missing paths.
+        attempt: how many times the loss was detected for this job (1-based).
+    """
+
+    job: str
+    paths: list[str] = []
+    attempt: int = 1
+
+
 class RegisteredFile(msgspec.Struct, frozen=True, kw_only=True):
     """One path registered by :class:`DataLocationsRegistered`.
 
@@ -439,6 +455,25 @@ class JobRetryScheduled(Event, frozen=True, kw_only=True, tag="JobRetryScheduled
     reason: str = ""
 
 
+class JobRollback(Event, frozen=True, kw_only=True, tag="JobRollback"):
+    """The FailureManager re-runs a completed job because data it produced was lost.
+
+    The new attempt restores its outputs at the paths recorded by the completed one, so
+    the tokens already emitted stay valid and only the jobs waiting for the data wait.
+
+    Attributes:
+        job: the producer job to run again.
+        attempt: the attempt that will run.
+        for_job: the job that needs the lost data.
+        paths: the lost paths.
+    """
+
+    job: str
+    attempt: int
+    for_job: str = ""
+    paths: list[str] = []
+
+
 class JobAbandoned(Event, frozen=True, kw_only=True, tag="JobAbandoned"):
     """The FailureManager gave up on a job: its step fails.
 
@@ -487,12 +522,14 @@ EventBody = (
     | PortTerminated
     | JobScheduled
     | InputsStaged
+    | InputsLost
     | DataLocationsRegistered
     | JobStarted
     | JobCompleted
     | JobFailed
     | JobCancelled
     | JobRetryScheduled
+    | JobRollback
     | JobAbandoned
     | CheckpointTaken
 )

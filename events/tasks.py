@@ -31,6 +31,8 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
         memory: memory reserved, MiB.
         generation: how many times the run had been resumed when the task was queued;
             workers drop tasks of an older generation (a resume queues them again).
+        restore: for a rollback, the outputs of the completed attempt: the new attempt
+            copies what it produces to those paths.
     """
 
     run_id: str
@@ -44,6 +46,7 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
     cores: float = 1.0
     memory: float = 0.0
     generation: int = 0
+    restore: dict[str, Any] | None = None
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)

@@ -52,11 +52,12 @@ def _assert_log_sound(events: list[dict[str, Any]]) -> None:
     ids = [e["event_id"] for e in events]
     assert len(ids) == len(set(ids)), "an event was recorded twice"
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    completed: dict[str, int] = {}
+    completed: dict[tuple[str, int], int] = {}
     for e in events:
         if e["type"] == "JobCompleted":
-            completed[e["job"]] = completed.get(e["job"], 0) + 1
-    assert all(n == 1 for n in completed.values()), f"a job completed twice: {completed}"
+            key = (e["job"], e["attempt"])
+            completed[key] = completed.get(key, 0) + 1
+    assert all(n == 1 for n in completed.values()), f"a job attempt completed twice: {completed}"
 
 
 def _expected_output(tmp_path: Path) -> str:
@@ -221,3 +222,33 @@ def _safe_events(run_id: str, env: dict[str, str]) -> list[dict[str, Any]]:
     if result.returncode != 0:
         return []
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_lost_intermediate_file_rolls_back_its_producer(tmp_path: Path, sf_env: dict[str, str]) -> None:
+    """Deleting an intermediate output before its consumer is staged re-runs the producer, found by provenance."""
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"counter": str(counter), "pause": 3}))
+    run_id = f"lost{os.getpid() % 10000}"
+    code = "import sys; from streamflow.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", "--run-id", run_id, "--outdir", str(tmp_path / "out"),
+                             str(DATA / "lost.cwl"), str(job)], env=sf_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    produced: str | None = None
+    deadline = time.monotonic() + 30
+    while produced is None and time.monotonic() < deadline:
+        for e in _safe_events(run_id, sf_env):
+            if e["type"] == "JobCompleted" and "data" in (e.get("outputs") or {}):
+                produced = e["outputs"]["data"]["path"]
+        time.sleep(0.1)
+    assert produced is not None, "the producer never completed"
+    os.unlink(produced)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads(out)["result"]
+    assert Path(result["path"]).read_text() == "data\ndone\n"
+    assert _counts(counter)["produce"] == 2
+    types = [e["type"] for e in _events(run_id, sf_env)]
+    assert types.index("InputsLost") < types.index("JobRollback") < len(types) - 1
+    _assert_log_sound(_events(run_id, sf_env))
