@@ -101,6 +101,8 @@ class RunOptions:
     rerun_of: str | None = None
     config: str | None = None
     locations: dict[str, list[LocationCapacity]] | None = None
+    progress: bool = False
+    metrics_port: int | None = None
 
 
 @dataclass
@@ -197,6 +199,7 @@ def _default_workdir() -> str:
 async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outdir: str, workdir: str,
                       workers: int, retry: RetrySettings, locations: dict[str, list[LocationCapacity]] | None = None,
                       settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
+                      progress: bool = False, metrics_port: int | None = None,
                       ) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
@@ -230,6 +233,14 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if lease is not None:
         background.append(functools.partial(lease.keep_alive, done))
+    if progress:
+        from streamflow.cli.progress import watch_progress
+
+        background.append(functools.partial(watch_progress, log_, run_id, done))
+    if metrics_port is not None:
+        from streamflow.cli.metrics import serve_metrics
+
+        background.append(functools.partial(serve_metrics, log_.nc, log_, metrics_port, done))
     if workers > 0:
         for deployment in locations:
             worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
@@ -342,7 +353,8 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             settings["reuse"] = await reuse_index(log_, options.rerun_of)
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
                                  retry=options.retry, settings=settings, epoch=lease.epoch, lease=lease,
-                                 locations=options.locations)
+                                 locations=options.locations, progress=options.progress,
+                                 metrics_port=options.metrics_port)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,

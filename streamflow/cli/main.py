@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.add_argument("--run-id", help="the run id (default: generated)")
     run.add_argument("--workers", type=int, help="jobs this process may run at once (0: none, leave them to agents)")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts")
+    run.add_argument("--no-progress", action="store_true", help="no live progress display on a terminal")
     add_bus_options(run)
 
     events = sub.add_parser("events", help="show a run's events in log order")
@@ -233,6 +236,9 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         bus=bus_options(args), workdir=args.workdir, retry=retry,
         config=config_run.path if config_run else None,
         locations=config_run.locations if config_run else None,
+        progress=(not runner_style and not args.quiet and not getattr(args, "no_progress", False)
+                  and sys.stderr.isatty()),
+        metrics_port=getattr(args, "metrics_port", None),
     )
 
     def _announce(run_id: str) -> None:

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     from streamflow.cli.engine import _default_workdir
 
+    _warm_up()
     agent = Agent(
         bus=bus_options(args), deployments=deployments, workers=args.workers,
         workdir=os.path.abspath(args.workdir or _default_workdir()),
@@ -122,6 +123,25 @@ def run(args: argparse.Namespace) -> int:
     except BusError as exc:
         print(f"streamflow: bus error: {exc}", file=sys.stderr)
         return EXIT_FORCED
+
+
+def _warm_up() -> None:
+    """Import the CWL layer now: a first job must not block the loop (and its heartbeats) on imports."""
+    # Importing cwl-utils takes seconds on a cold start; during a job, that would starve the
+    # in_progress heartbeats and get the task redelivered when ack_wait is short.
+    import streamflow.cwl.inputs
+    import streamflow.cwl.loader
+    import streamflow.cwl.tool
+    import streamflow.cwl.translator  # noqa: F401
+
+
+_TRANSIENT = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    BusError,
+)
 
 
 class _AgentWorker(Worker):
@@ -136,6 +156,7 @@ class _AgentWorker(Worker):
 
     def _consumer_config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
+            name=consumer_name(self.deployment),
             durable_name=consumer_name(self.deployment),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
@@ -146,7 +167,9 @@ class _AgentWorker(Worker):
     async def _subscribe(self) -> Any:
         config = self._consumer_config()
         # Create the consumer, or update its ack_wait if it exists (pull_subscribe alone
-        # keeps whatever configuration the first worker created it with).
+        # keeps whatever configuration the first worker created it with). With a name and a
+        # filter, the request goes to $JS.API.CONSUMER.CREATE.SF_TASKS.<name>.<filter>, which
+        # an account's permissions can pin down.
         await self.log.js.add_consumer(TASKS_STREAM, config=config)
         return await self.log.js.pull_subscribe_bind(
             durable=consumer_name(self.deployment), stream=TASKS_STREAM)
@@ -249,11 +272,33 @@ class Agent:
                     await self.stop.wait()
         return False
 
+    async def _supervise(self, worker: Worker) -> None:
+        """Run a worker until the drain; restart it after a transient bus error.
+
+        During a leader election a pull request can fail with 503 (no consumer leader) or get
+        no responders; ``Worker.run`` lets that escape, cancelling its running jobs (their tasks
+        are redelivered after ``ack_wait``). The agent binds the consumer again and carries on.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await worker.run(self.stop)
+                return
+            except* _TRANSIENT as group:
+                log.warning("worker_restarting", deployment=worker.deployment,
+                            errors=[repr(e) for e in group.exceptions], delay=delay)
+            if self.stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stop.wait()
+            delay = min(delay * 2, 5.0)
+
     async def _run_pool(self) -> bool:
         """Run every worker until drained; return True when the drain was cut short."""
         loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as tg:
-            pending = {tg.create_task(w.run(self.stop)) for w in self._pool}
+            pending = {tg.create_task(self._supervise(w)) for w in self._pool}
             await self.stop.wait()
             forced = tg.create_task(self.forced.wait())
             deadline = loop.time() + self.drain_timeout if self.drain_timeout > 0 else None

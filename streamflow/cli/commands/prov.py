@@ -75,7 +75,7 @@ def token_graph(records: list[Record], ports: dict[str, str]) -> dict[str, Any]:
         ``{"tokens": [...], "edges": [[from_event_id, to_event_id], ...]}``.
     """
     tokens = []
-    edges = []
+    edges: list[list[str]] = []
     for record in records:
         body = record.body
         if not isinstance(body, TokenEmitted):
@@ -123,7 +123,7 @@ def _cwl_steps(workflow: Path) -> dict[str, Path]:
 
 
 def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()  # noqa: S324 - content addressing, as CWL checksums
+    digest = hashlib.sha1()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -175,13 +175,11 @@ class _Builder:
                 isinstance(v, dict) and v.get("class") in ("File", "Directory") for v in value):
             return [e for v in value for e in self.entities(v, param, label)]
         text = json.dumps(value, sort_keys=True, default=str)
-        key = f"#pv-{label}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"  # noqa: S324
+        key = f"#pv-{label}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
         entity = self.values.get(key)
         if entity is None:
-            from rocrate.model.contextentity import ContextEntity
-
             shown = value if isinstance(value, str | int | float | bool) else text
-            entity = self.crate.add(ContextEntity(self.crate, key, properties={
+            entity = self.crate.add(_entity(self.crate, key, properties={
                 "@type": "PropertyValue", "name": label, "value": shown, "exampleOfWork": {"@id": param.id},
             }))
             self.values[key] = entity
@@ -196,7 +194,7 @@ class _Builder:
         if value.get("class") == "Directory":
             key = f"dir:{path}"
             if key not in self.files:
-                dest = f"data/{hashlib.sha1(str(path).encode()).hexdigest()}/{basename}/"  # noqa: S324
+                dest = f"data/{hashlib.sha1(str(path).encode()).hexdigest()}/{basename}/"
                 if path.is_dir():
                     self.files[key] = self.crate.add_dataset(path, dest_path=dest)
                 else:
@@ -208,7 +206,7 @@ class _Builder:
             sha1 = _sha1(path)
         key = f"file:{sha1 or path}/{basename}"
         if key not in self.files:
-            dest = f"data/{sha1 or hashlib.sha1(str(path).encode()).hexdigest()}/{basename}"  # noqa: S324
+            dest = f"data/{sha1 or hashlib.sha1(str(path).encode()).hexdigest()}/{basename}"
             props: dict[str, Any] = {"name": basename}
             if sha1:
                 props["sha1"] = sha1
@@ -219,6 +217,13 @@ class _Builder:
             source = path if path.is_file() else None
             self.files[key] = self.crate.add_file(source, dest_path=dest, properties=props)
         return self.files[key]
+
+
+def _entity(crate: Any, identifier: str, properties: dict[str, Any]) -> Any:
+    """A contextual entity of ``crate`` (not yet added)."""
+    from rocrate.model.contextentity import ContextEntity  # type: ignore[import-untyped]
+
+    return ContextEntity(crate, identifier, properties=properties)
 
 
 def _additional_type(value: Any) -> str:
@@ -241,8 +246,7 @@ def _additional_type(value: Any) -> str:
 
 def build_crate(run_id: str, records: list[Record]) -> Any:
     """Build the Workflow Run RO-Crate of a run from its records (returns a ``rocrate.ROCrate``)."""
-    from rocrate.model.contextentity import ContextEntity
-    from rocrate.rocrate import ROCrate
+    from rocrate.rocrate import ROCrate  # type: ignore[import-untyped]
 
     timeline = Timeline.of(run_id, records)
     summary = timeline.summary
@@ -256,7 +260,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
     workflow = crate.add_workflow(workflow_path if workflow_path.is_file() else None,
                                   dest_path=workflow_path.name, main=True, lang="cwl", properties=wf_props)
 
-    engine = crate.add(ContextEntity(crate, "#streamflow", properties={
+    engine = crate.add(_entity(crate, "#streamflow", properties={
         "@type": "SoftwareApplication", "name": "StreamFlow",
         "softwareVersion": submitted.engine_version if submitted else "",
         "url": "https://streamflow.di.unito.it/",
@@ -266,6 +270,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
     tool_files = _cwl_steps(workflow_path) if workflow_path.is_file() else {}
     tools: dict[str, Any] = {}
     how_to: dict[str, Any] = {}
+    step_tools: dict[str, Any] = {}
     for position, step_id in enumerate(sorted({j.step for j in timeline.jobs.values()}, key=_step_order)):
         step_name = timeline.steps.get(step_id, step_id)
         short = step_name.strip("/").split("/")[0] if step_name.strip("/") else workflow_path.name
@@ -283,11 +288,11 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
                 workflow["hasPart"] = [*parts, tool]
         else:
             tool = workflow
-        how_to[step_id] = crate.add(ContextEntity(crate, f"{workflow.id}#step/{short}-{step_id}", properties={
+        how_to[step_id] = crate.add(_entity(crate, f"{workflow.id}#step/{short}-{step_id}", properties={
             "@type": "HowToStep", "name": step_name, "position": str(position),
             "workExample": {"@id": tool.id},
         }))
-        how_to[step_id].tool = tool  # type: ignore[attr-defined]
+        step_tools[step_id] = tool
     workflow["step"] = list(how_to.values())
 
     # The run: inputs and outputs of the workflow.
@@ -314,7 +319,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
         step = how_to.get(info.step)
         if step is None:
             continue
-        tool = step.tool
+        tool = step_tools[info.step]
         job_objects = [e for name, value in info.inputs.items()
                        for e in builder.entities(value, builder.parameter(tool, name, value, "input"), name)]
         for attempt in info.attempts:
@@ -338,7 +343,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
             ident = f"#job-{info.job}-{attempt.attempt}-{attempt.delivery}"
             action = crate.add_action(tool, identifier=ident, object=job_objects, result=job_results,
                                       properties=props)
-            controls.append(crate.add(ContextEntity(crate, f"#control-{info.job}-{attempt.attempt}-{attempt.delivery}",
+            controls.append(crate.add(_entity(crate, f"#control-{info.job}-{attempt.attempt}-{attempt.delivery}",
                                                     properties={"@type": "ControlAction", "name": props["name"],
                                                                 "instrument": {"@id": step.id},
                                                                 "object": {"@id": action.id}})))
@@ -375,7 +380,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
     root["mentions"] = [wf_action]
     root["conformsTo"] = [{"@id": PROFILES[key]} for key in ("process", "workflow", "provenance")]
     for key in ("process", "workflow", "provenance"):
-        crate.add(ContextEntity(crate, PROFILES[key], properties={
+        crate.add(_entity(crate, PROFILES[key], properties={
             "@type": "CreativeWork", "name": f"{key.capitalize()} Run Crate", "version": "0.5"}))
     return crate
 

@@ -258,7 +258,7 @@ def _to_csv(data: dict[str, Any]) -> str:
 
 
 def _to_html(data: dict[str, Any], *, group_by_step: bool) -> str:
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # type: ignore[import-untyped]
 
     fig = go.Figure()
     rows = data["jobs"]
