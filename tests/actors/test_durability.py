@@ -112,7 +112,7 @@ def test_random_kills_then_resume_until_done(tmp_path: Path, sf_env: dict[str, s
                                 stderr=subprocess.PIPE, text=True)
         delay = rng.uniform(0.8, 2.0)
         try:
-            out, err = proc.communicate(timeout=delay)
+            proc.communicate(timeout=delay)
             if proc.returncode == 0:
                 break
         except subprocess.TimeoutExpired:
@@ -153,7 +153,7 @@ def test_rerun_reuses_completed_jobs_and_runs_the_failed_step(tmp_path: Path, sf
 
 def test_cancel_records_cancelled_and_resume_completes(tmp_path: Path, sf_env: dict[str, str]) -> None:
     """`streamflow cancel` stops a live run with RunCancelled; `resume` then completes it."""
-    job, counter, _ = _job(tmp_path, delay=1.0)
+    job, _, _ = _job(tmp_path, delay=1.0)
     run_id = f"cancel{os.getpid() % 10000}"
     code = "import sys; from streamflow.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "run", "--run-id", run_id, "--outdir", str(tmp_path / "out"),
@@ -202,7 +202,7 @@ def test_resume_after_killing_engine_and_embedded_bus(tmp_path: Path, sf_env: di
     """SIGKILL of the engine and of the embedded nats-server: the next command restarts it on the same store."""
     env = {k: v for k, v in sf_env.items() if not k.startswith("STREAMFLOW_NATS")}
     env["STREAMFLOW_HOME"] = str(tmp_path / "home")
-    job, counter, _ = _job(tmp_path)
+    job, _, _ = _job(tmp_path)
     run_id = f"buskill{os.getpid() % 10000}"
     first = run_cli(["run", "--run-id", run_id, "--outdir", str(tmp_path / "out"), str(DATA / "pipeline.cwl"),
                      str(job)], dict(env, STREAMFLOW_CRASH_AFTER="JobCompleted:2"))
