@@ -125,10 +125,10 @@ class Actor(ABC):
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            with structlog.contextvars.bound_contextvars(run_id=self.ctx.run_id, actor=self.address):
+        with structlog.contextvars.bound_contextvars(run_id=self.ctx.run_id, actor=self.address):
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
                 await self.react()
 
 

@@ -65,6 +65,7 @@ class SchedulerActor(Actor):
         self.pending: dict[str, JobRequested] = {}
         self.allocations: dict[str, JobScheduled] = {}
         self.released: set[str] = set()
+        self.used: dict[tuple[str, str], tuple[float, float]] = {}
         self._prefix = f"sf.ev.{ctx.run_id}."
 
     def interested(self, record: Record) -> bool:
@@ -76,20 +77,33 @@ class SchedulerActor(Actor):
             if body.job not in self.allocations:
                 self.pending[body.job] = body
         elif isinstance(body, JobScheduled):
-            self.allocations[body.job] = body
+            if body.job not in self.allocations:
+                self._allocate(body)
             self.pending.pop(body.job, None)
         elif isinstance(body, JobCompleted | JobAbandoned | JobCancelled):
-            self.released.add(body.job)
+            self._release(body.job)
+
+    def _allocate(self, event: JobScheduled) -> None:
+        self.allocations[event.job] = event
+        if event.job in self.released:
+            return
+        key = (event.deployment, event.location)
+        cores, memory = self.used.get(key, (0.0, 0.0))
+        self.used[key] = (cores + event.cores, memory + event.memory)
+
+    def _release(self, job: str) -> None:
+        if job in self.released:
+            return
+        self.released.add(job)
+        alloc = self.allocations.get(job)
+        if alloc is not None:
+            key = (alloc.deployment, alloc.location)
+            cores, memory = self.used.get(key, (0.0, 0.0))
+            self.used[key] = (max(0.0, cores - alloc.cores), max(0.0, memory - alloc.memory))
 
     def _used(self) -> dict[tuple[str, str], tuple[float, float]]:
-        used: dict[tuple[str, str], tuple[float, float]] = {}
-        for job, alloc in self.allocations.items():
-            if job in self.released:
-                continue
-            key = (alloc.deployment, alloc.location)
-            cores, memory = used.get(key, (0.0, 0.0))
-            used[key] = (cores + alloc.cores, memory + alloc.memory)
-        return used
+        """Cores and memory in use per (deployment, location), kept up to date by the fold."""
+        return self.used
 
     def _choose(self, request: JobRequested, used: dict[tuple[str, str], tuple[float, float]]) -> tuple[LocationCapacity, float, float] | None:
         candidates = self.locations.get(request.target)
@@ -128,11 +142,9 @@ class SchedulerActor(Actor):
                 log.warning("resource_request_clamped", job=job, requested=request.cores, granted=cores)
             event = JobScheduled(job=job, deployment=loc.deployment, location=loc.name, cores=cores, memory=memory)
             await self.append("alloc", job, event, key="scheduled")
-            self.allocations[job] = event
+            if job not in self.allocations:
+                self._allocate(event)
             self.pending.pop(job, None)
-            key = (loc.deployment, loc.name)
-            u_cores, u_mem = used.get(key, (0.0, 0.0))
-            used[key] = (u_cores + cores, u_mem + memory)
 
     def snapshot(self) -> dict[str, Any]:
         """A summary of the allocations (for status displays)."""

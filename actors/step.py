@@ -197,7 +197,7 @@ class StepActor(Actor):
         """All inputs terminated, every ready tag complete, nothing in flight."""
         if self.in_ports and len(self.in_terminated) < len(self.in_ports):
             return False
-        return all(t in self.completed for t in self.ready) and self.quiescent()
+        return len(self.completed) >= len(self.ready) and self.quiescent()
 
     async def put(self, port: str, tag: str, value: Any, *, inputs: list[str] | None = None,
                   job: str | None = None) -> None:
@@ -430,12 +430,18 @@ class GatherStepActor(StepActor):
 
     step: GatherStep
 
+    def __init__(self, ctx: RunContext, step: StepDef) -> None:
+        super().__init__(ctx, step)
+        self.children: dict[str, list[str]] = {}  # parent tag -> tags of its scattered tokens
+
     def on_input(self, port: str, tag: str) -> None:
         if port == self.step.inputs["size"]:
             self.ready[tag] = None
             self.dirty.add(tag)
         else:
-            self.dirty.add(parent_tag(tag, self.step.depth))
+            parent = parent_tag(tag, self.step.depth)
+            self.children.setdefault(parent, []).append(tag)
+            self.dirty.add(parent)
 
     def is_complete(self, tag: str) -> bool:
         return tag in self.present[self.step.outputs["value"]]
@@ -444,9 +450,7 @@ class GatherStepActor(StepActor):
         step = self.step
         size = self.tokens[step.inputs["size"]][tag][0]
         values = self.tokens[step.inputs["value"]]
-        depth = step.depth
-        prefix = tag + "."
-        children = [t for t in values if t.startswith(prefix) and t.count(".") == tag.count(".") + depth]
+        children = list(dict.fromkeys(self.children.get(tag, [])))
         if len(children) < int(size):
             return  # not yet: a new token marks the tag dirty again
         children.sort(key=_tag_key)
@@ -554,8 +558,8 @@ class ExecuteStepActor(StepActor):
         self.wake()
 
     def quiescent(self) -> bool:
-        return all(job in self.results or job in self.abandoned for job in self.requested) and all(
-            self.requested[j] in self.completed for j in self.results)
+        finished = len(self.results) + sum(1 for j in self.abandoned if j not in self.results)
+        return finished >= len(self.requested)
 
     def is_complete(self, tag: str) -> bool:
         job = job_id(self.step.id, tag)
