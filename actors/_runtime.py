@@ -28,8 +28,9 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 
@@ -71,10 +72,16 @@ class RunContext:
 class Actor(ABC):
     """Base of every actor.
 
+    ``SNAPSHOT`` names the attributes that make up the actor's folded state, with their
+    types: :meth:`snapshot` encodes them and :meth:`restore` decodes them (msgspec, typed:
+    no code is ever loaded from a snapshot). Subclasses extend it.
+
     Args:
         ctx: the run context.
         address: the actor's address, also its ``producer`` name in events.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, ctx: RunContext, address: str) -> None:
         self.ctx = ctx
@@ -120,6 +127,24 @@ class Actor(ABC):
         )
         return result.stream_seq
 
+    @classmethod
+    def snapshot_fields(cls) -> dict[str, Any]:
+        """``SNAPSHOT`` merged along the class hierarchy."""
+        fields: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            fields.update(getattr(klass, "SNAPSHOT", {}))
+        return fields
+
+    def snapshot(self) -> dict[str, Any]:
+        """The folded state, as plain data."""
+        return {name: getattr(self, name) for name in self.snapshot_fields()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a state produced by :meth:`snapshot` (of the same class and schema)."""
+        for name, kind in self.snapshot_fields().items():
+            if name in state:
+                setattr(self, name, msgspec.convert(state[name], kind, strict=False))
+
     def wake(self) -> None:
         """Ask for :meth:`react` to run soon."""
         self._wake.set()
@@ -142,13 +167,18 @@ class ActorHost:
     """
 
     def __init__(self, ctx: RunContext, actors: Iterable[Actor],
-                 background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = ()) -> None:
+                 background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
+                 checkpoints: Any = None) -> None:
         self.ctx = ctx
         self.actors = list(actors)
         self.background = list(background)
+        self.checkpoints = checkpoints
         self._routes: dict[str, list[Actor]] = {}
         self.last_stream_seq = 0
         self.events_seen = 0
+        self.replayed_events = 0
+        self.restored_from: int | None = None
+        self._snapshot_at = 0
 
     def _route(self, record: Record) -> list[Actor]:
         routed = self._routes.get(record.subject)
@@ -181,14 +211,37 @@ class ActorHost:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(actor.stop())
 
+    async def _restore(self) -> int:
+        """Load the latest snapshot into the actors; return the first sequence to read."""
+        if self.checkpoints is None:
+            return 1
+        snapshot = await self.checkpoints.load()
+        if snapshot is None:
+            return 1
+        by_address = {a.address: a for a in self.actors}
+        if set(snapshot.actors) - set(by_address):
+            return 1
+        from actors.checkpoint_manager import restore_key
+
+        for address, state in snapshot.actors.items():
+            actor = by_address[address]
+            fixed = {name: ({restore_key(k): v for k, v in value.items()} if isinstance(value, dict) else value)
+                     for name, value in state.items()}
+            actor.restore(fixed)
+        self.events_seen = self._snapshot_at = snapshot.events
+        self.restored_from = snapshot.last_seq
+        log.info("snapshot_restored", run_id=self.ctx.run_id, last_seq=snapshot.last_seq, events=snapshot.events)
+        return int(snapshot.last_seq) + 1
+
     async def _pump(self, tg: asyncio.TaskGroup) -> None:
         log_ = self.ctx.log
-        total = await log_.count(f"sf.ev.{self.ctx.run_id}.>")
+        start = await self._restore()
+        total = await log_.count(f"sf.ev.{self.ctx.run_id}.>") - self.events_seen
         seen = 0
-        replayed = total == 0
+        replayed = total <= 0
         if replayed:
             self._go_live(tg)
-        async for record in log_.read(self.ctx.run_id, follow=True):
+        async for record in log_.read(self.ctx.run_id, follow=True, from_stream_seq=start):
             self.last_stream_seq = record.stream_seq
             self.events_seen += 1
             seen += 1
@@ -198,7 +251,13 @@ class ActorHost:
                     actor.wake()
             if not replayed and seen >= total:
                 replayed = True
+                self.replayed_events = seen
                 self._go_live(tg)
+            if replayed and self.checkpoints is not None and self.checkpoints.due(self.events_seen - self._snapshot_at):
+                self._snapshot_at = self.events_seen
+                data = self.checkpoints.capture({a.address: a.snapshot() for a in self.actors},
+                                                record.stream_seq, self.events_seen)
+                tg.create_task(self.checkpoints.store(data, record.stream_seq, self.events_seen))
 
     def _go_live(self, tg: asyncio.TaskGroup) -> None:
         for actor in self.actors:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 
 import structlog
@@ -75,6 +75,18 @@ class DataManagerActor(Actor):
         ctx: the run context.
         shared: deployments whose locations share this process's filesystem.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "requests": dict[str, dict[str, Any]],
+        "to_stage": dict[str, JobScheduled],
+        "staged": set[str],
+        "to_register": dict[str, JobCompleted],
+        "registered": set[str],
+        "locations": dict[str, tuple[str, str]],
+        "registry": dict[str, set[tuple[str, str]]],
+        "lost": dict[str, int],
+        "waiting": set[str],
+    }
 
     def __init__(self, ctx: RunContext, shared: set[str] | None = None) -> None:
         super().__init__(ctx, "data-manager")

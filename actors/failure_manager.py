@@ -11,6 +11,7 @@ It follows ``JobFailed`` and decides, per the run's retry policy (StreamFlow's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import structlog
 
@@ -61,6 +62,16 @@ class FailureManagerActor(Actor):
         ctx: the run context.
         settings: the retry policy.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "failures": dict[tuple[str, int], JobFailed],
+        "decided": set[tuple[str, int]],
+        "producers": dict[str, str],
+        "attempts": dict[str, int],
+        "losses": dict[tuple[str, int], InputsLost],
+        "handled_losses": set[tuple[str, int]],
+        "rollbacks": dict[str, int],
+    }
 
     def __init__(self, ctx: RunContext, settings: RetrySettings) -> None:
         super().__init__(ctx, "failure-manager")

@@ -10,7 +10,7 @@ terminated (it follows their ``StepTerminated`` events).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -90,6 +90,13 @@ class PortActor(Actor):
         port_id: the port.
         producers: the ids of the steps that write on it.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "tokens": dict[tuple[str, int], int],
+        "terminated_producers": dict[str, str],
+        "terminated": bool,
+        "last_seq": int,
+    }
 
     def __init__(self, ctx: RunContext, port_id: str, producers: list[str]) -> None:
         super().__init__(ctx, f"port:{port_id}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -58,6 +58,13 @@ class SchedulerActor(Actor):
         ctx: the run context.
         locations: deployment name -> the locations it offers.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "pending": dict[str, JobRequested],
+        "allocations": dict[str, JobScheduled],
+        "released": set[str],
+        "used": dict[tuple[str, str], tuple[float, float]],
+    }
 
     def __init__(self, ctx: RunContext, locations: dict[str, list[LocationCapacity]]) -> None:
         super().__init__(ctx, "scheduler")
@@ -146,6 +153,6 @@ class SchedulerActor(Actor):
                 self._allocate(event)
             self.pending.pop(job, None)
 
-    def snapshot(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """A summary of the allocations (for status displays)."""
         return {"pending": len(self.pending), "running": len(self.allocations) - len(self.released & set(self.allocations))}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -80,6 +80,17 @@ class StepActor(Actor):
         ctx: the run context.
         step: the step definition.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "tokens": dict[str, dict[str, tuple[Any, str]]],
+        "in_terminated": set[str],
+        "in_status": dict[str, str],
+        "present": dict[str, set[str]],
+        "ready": dict[str, None],
+        "completed": set[str],
+        "terminated": bool,
+        "failed": bool,
+    }
 
     def __init__(self, ctx: RunContext, step: StepDef) -> None:
         super().__init__(ctx, f"step:{step.id}")
@@ -429,6 +440,7 @@ class GatherStepActor(StepActor):
     """Collects scattered tokens into lists, once per size token."""
 
     step: GatherStep
+    SNAPSHOT: ClassVar[dict[str, Any]] = {"children": dict[str, list[str]]}
 
     def __init__(self, ctx: RunContext, step: StepDef) -> None:
         super().__init__(ctx, step)
@@ -463,6 +475,17 @@ class ExecuteStepActor(StepActor):
     """Runs a process per tag as a job, through the Scheduler, DataManager and workers."""
 
     step: ExecuteStep
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "requested": dict[str, str],
+        "scheduled": dict[str, JobScheduled],
+        "staged": dict[str, InputsStaged],
+        "requests": dict[str, JobRequested],
+        "results": dict[str, JobCompleted],
+        "attempts": dict[str, int],
+        "abandoned": dict[str, JobAbandoned],
+        "started": set[tuple[str, int]],
+        "rollbacks": dict[str, int],
+    }
 
     def __init__(self, ctx: RunContext, step: StepDef) -> None:
         super().__init__(ctx, step)

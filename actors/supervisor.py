@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -43,6 +43,14 @@ class RunSupervisor(Actor):
         ctx: the run context.
         done: set once the run has a final state in the log.
     """
+
+    SNAPSHOT: ClassVar[dict[str, Any]] = {
+        "outputs": dict[str, Any],
+        "terminated_steps": set[str],
+        "failure": StepFailed | None,
+        "failed_step": str | None,
+        "last_seq": int,
+    }
 
     def __init__(self, ctx: RunContext, done: asyncio.Event) -> None:
         super().__init__(ctx, "run")

@@ -320,6 +320,8 @@ class EventLog:
             RunNotFoundError: the run has no events and ``follow`` is False.
         """
         subject = subject_filter or run_subject(run_id)
+        if from_stream_seq > 1 and follow and not await self.exists(run_id):
+            raise RunNotFoundError(f"no run {run_id!r} in the event log")
         async for record in self._read(subject, from_stream_seq=from_stream_seq, follow=follow):
             yield record
         return

@@ -245,7 +245,10 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         for deployment in locations:
             worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
             background.append(functools.partial(worker.run, done))
-    host = ActorHost(ctx, actors, background)
+    from actors.checkpoint_manager import CheckpointManager
+
+    every = int(os.environ.get("STREAMFLOW_SNAPSHOT_EVERY", "5000"))
+    host = ActorHost(ctx, actors, background, checkpoints=CheckpointManager(log_, run_id, graph, every))
     loop = asyncio.get_running_loop()
     interrupted = False
 

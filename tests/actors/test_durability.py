@@ -252,3 +252,28 @@ def test_lost_intermediate_file_rolls_back_its_producer(tmp_path: Path, sf_env: 
     types = [e["type"] for e in _events(run_id, sf_env)]
     assert types.index("InputsLost") < types.index("JobRollback") < len(types) - 1
     _assert_log_sound(_events(run_id, sf_env))
+
+
+def test_resume_starts_from_the_latest_snapshot(tmp_path: Path, sf_env: dict[str, str]) -> None:
+    """With snapshots every 40 events, a resumed run restores the latest one and folds only what follows."""
+    items = [f"i{n}" for n in range(30)]
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"items": items, "counter": str(counter), "flag": str(tmp_path / "flag"), "delay": 0}))
+    (tmp_path / "flag").write_text("ok")
+    run_id = f"snap{os.getpid() % 10000}"
+    env = dict(sf_env, STREAMFLOW_SNAPSHOT_EVERY="40")
+    first = run_cli(["run", "--run-id", run_id, "--outdir", str(tmp_path / "out"), str(DATA / "pipeline.cwl"),
+                     str(job)], dict(env, STREAMFLOW_CRASH_AFTER="JobCompleted:20"))
+    assert first.returncode == -signal.SIGKILL
+    checkpoints = [e for e in _events(run_id, sf_env) if e["type"] == "CheckpointTaken"]
+    assert checkpoints, "no snapshot was taken"
+    resumed = run_cli(["resume", "--debug", run_id], env)
+    assert resumed.returncode == 0, resumed.stderr
+    restored = [json.loads(line) for line in resumed.stderr.splitlines() if "snapshot_restored" in line]
+    assert restored and restored[0]["last_seq"] == checkpoints[-1]["last_seq"]
+    text = Path(json.loads(resumed.stdout)["all"]["path"]).read_text()
+    assert text == "".join(f"{item}\n" for item in items)
+    _assert_log_sound(_events(run_id, sf_env))
+    assert all(n <= 2 for name, n in _counts(counter).items() if name != "flaky")

@@ -125,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FORCED
 
 
+def _redact(url: str) -> str:
+    """``url`` without its user info (``nats://user:pass@host`` or ``nats://token@host``)."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}"
+
+
 def _warm_up() -> None:
     """Import the CWL layer now: a first job must not block the loop (and its heartbeats) on imports."""
     # Importing cwl-utils takes seconds on a cold start; during a job, that would starve the
@@ -240,7 +246,7 @@ class Agent:
                     for deployment in self.deployments
                 ]
                 log.info("agent_started", deployments=self.deployments, workers=self.workers,
-                         workdir=self.workdir, ack_wait=self.ack_wait, servers=list(self.bus.servers) or "embedded")
+                         workdir=self.workdir, ack_wait=self.ack_wait, servers=[_redact(u) for u in self.bus.servers] or "embedded")
                 try:
                     forced = await self._run_pool()
                 except ExceptionGroup as group:  # a worker died (bus gone...): its tasks get redelivered

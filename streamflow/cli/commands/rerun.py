@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-retries", type=int, default=0)
     parser.add_argument("--retry-delay", type=float, default=0.0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
     add_bus_options(parser)
     parser.set_defaults(func=run)
 
