@@ -19,7 +19,5 @@ echo "== ruff"
 ruff check .
 echo "== mypy (strict)"
 mypy
-echo "== generated docs are up to date"
-if [ -f scripts/gen_events_doc.py ]; then python scripts/gen_events_doc.py --check; fi
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider "$@"
