@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.js import api
 
@@ -42,6 +43,8 @@ from events.schema import (
     RunResumed,
 )
 from events.tasks import JobTask, decode_task
+from streamflow.cwl.inputs import fill_and_validate_inputs
+from streamflow.cwl.tool import execute_process
 from streamflow.errors import (
     ConcurrencyError,
     InputValidationError,
@@ -60,7 +63,15 @@ GraphProvider = Callable[[str], Awaitable[WorkflowGraph]]
 
 #: Seconds the server waits for a sign of life before redelivering a task (env
 #: ``STREAMFLOW_ACK_WAIT``); workers heartbeat every third of it.
-ACK_WAIT = float(os.environ.get("STREAMFLOW_ACK_WAIT", "10"))
+def _ack_wait_from_env() -> float:
+    try:
+        value = float(os.environ.get("STREAMFLOW_ACK_WAIT", "10"))
+    except ValueError:
+        return 10.0
+    return value if value > 0 else 10.0
+
+
+ACK_WAIT = _ack_wait_from_env()
 
 
 def consumer_name(deployment: str) -> str:
@@ -81,7 +92,8 @@ class Worker:
     """
 
     def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str,
-                 concurrency: int = 1, name: str | None = None) -> None:
+                 concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT) -> None:
+        self.ack_wait = ack_wait
         self.log = log_
         self.deployment = deployment
         self.graphs = graphs
@@ -95,7 +107,7 @@ class Worker:
         config = api.ConsumerConfig(
             durable_name=consumer_name(self.deployment),
             ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT,
+            ack_wait=self.ack_wait,
             max_ack_pending=-1,
             filter_subject=f"sf.task.{self.deployment}.>",
         )
@@ -183,6 +195,8 @@ class Worker:
                                       expected_last_seq=started.stream_seq)
             except ConcurrencyError:
                 log.warning("job_result_discarded", attempt=task.attempt, delivery=delivery)
+                await msg.ack()
+                return
             await msg.ack()
             self.completed += 1
             if isinstance(body, JobCompleted):
@@ -208,14 +222,11 @@ class Worker:
 
     async def _heartbeat(self, msg: Any) -> None:
         while True:
-            await asyncio.sleep(ACK_WAIT / 3)
+            await asyncio.sleep(self.ack_wait / 3)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
-        from streamflow.cwl.inputs import fill_and_validate_inputs
-        from streamflow.cwl.tool import execute_process
-
         job, attempt = task.job, task.attempt
         try:
             graph = await self.graphs(task.run_id)

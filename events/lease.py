@@ -61,7 +61,8 @@ async def _bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     try:
         return await js.key_value(LEASE_BUCKET)
     except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-        return await js.create_key_value(api.KeyValueConfig(bucket=LEASE_BUCKET, history=1, replicas=replicas))
+        return await js.create_key_value(api.KeyValueConfig(bucket=LEASE_BUCKET, history=1,
+                                                            replicas=max(1, replicas)))
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Lease:
         Raises:
             LeaseError: another owner took the lease.
         """
+        last_renewal = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.ttl / 3)
@@ -95,8 +97,13 @@ class Lease:
             info = LeaseInfo(host=socket.gethostname(), pid=os.getpid(), renewed_at=time.time(), ttl=self.ttl)
             try:
                 self.revision = await self.kv.update(self.run_id, msgspec.json.encode(info), last=self.revision)
+                last_renewal = time.monotonic()
             except nats.js.errors.KeyWrongLastSequenceError as exc:
                 raise LeaseError(f"lease of run {self.run_id} was taken by another process") from exc
+            except Exception as exc:  # leader elections, timeouts: transient until the ttl runs out
+                if time.monotonic() - last_renewal > self.ttl:
+                    raise LeaseError(f"lease of run {self.run_id} could not be renewed for {self.ttl:.0f}s: "
+                                     f"{exc!r}") from exc
 
     async def release(self) -> None:
         """Give the lease back (best effort)."""
@@ -104,12 +111,17 @@ class Lease:
             await self.kv.delete(self.run_id, last=self.revision)
 
 
-async def acquire_lease(js: JetStreamContext, run_id: str, *, ttl: float = 15.0, replicas: int = 1) -> Lease:
+async def acquire_lease(js: JetStreamContext, run_id: str, *, ttl: float = 15.0, replicas: int | None = None) -> Lease:
     """Take the lease of ``run_id``.
 
     Raises:
         LeaseError: a live process holds it.
     """
+    if replicas is None:
+        try:
+            replicas = int(os.environ.get("STREAMFLOW_REPLICAS", "1"))
+        except ValueError:
+            replicas = 1
     kv = await _bucket(js, replicas)
     info = LeaseInfo(host=socket.gethostname(), pid=os.getpid(), renewed_at=time.time(), ttl=ttl)
     payload = msgspec.json.encode(info)

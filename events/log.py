@@ -145,16 +145,22 @@ class EventLog:
 
     Args:
         nc: a connected NATS client.
-        replicas: stream replication (1 for a single server, 3 for a cluster).
+        replicas: stream replication (1 for a single server, 3 for a cluster); default
+            ``$STREAMFLOW_REPLICAS`` or 1. An existing stream is never scaled down.
         publish_timeout: seconds to wait for one publish acknowledgement.
         retry_deadline: seconds to keep retrying a publish whose outcome is unknown.
     """
 
-    def __init__(self, nc: NATS, *, replicas: int = 1, publish_timeout: float = 5.0,
+    def __init__(self, nc: NATS, *, replicas: int | None = None, publish_timeout: float = 5.0,
                  retry_deadline: float = 60.0) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
-        self.replicas = replicas
+        if replicas is None:
+            try:
+                replicas = int(os.environ.get("STREAMFLOW_REPLICAS", "1"))
+            except ValueError:
+                replicas = 1
+        self.replicas = max(1, replicas)
         self.publish_timeout = publish_timeout
         self.retry_deadline = retry_deadline
 
@@ -184,6 +190,10 @@ class EventLog:
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != 10058:  # stream name already in use with a different config
                     raise EventLogError(f"cannot create stream {config.name}: {exc}") from exc
+                # Never scale an existing stream down (a client with the default of 1 must not
+                # turn a replicated R3 log into R1).
+                info = await self.js.stream_info(str(config.name))
+                config.num_replicas = max(info.config.num_replicas or 1, self.replicas)
                 await self.js.update_stream(config)
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
                 raise BusError(f"JetStream is not available on the bus: {exc}") from exc

@@ -179,6 +179,13 @@ async def connect(options: BusOptions) -> NATS:
         errors.append(exc)
 
     kwargs["error_cb"] = _first_error_cb
+    async def _fatal_tls_cb(exc: Exception) -> None:
+        errors.append(exc)
+        if isinstance(exc, ssl.SSLError):
+            raise exc
+
+    if "tls" in kwargs:
+        kwargs["error_cb"] = _fatal_tls_cb
     try:
         async with asyncio.timeout(15):
             nc = await nats.connect(**kwargs)

@@ -293,12 +293,14 @@ def record_to_json(record: Any) -> dict[str, Any]:
         "aggregate": record.aggregate,
         "id": record.agg_id,
         "event_id": record.envelope.event_id,
-        "producer": record.envelope.producer,
+        "actor": record.envelope.producer,
         "causation_id": record.envelope.causation_id,
+        "epoch": record.envelope.epoch,
     }
+    reserved = {"seq", "stream_seq", "run_id", "type", "time"}
     for key, value in body.items():
-        if key != "type":
-            out.setdefault(key, value)
+        if key not in reserved:
+            out[key] = value  # the event's own fields win over envelope metadata
     return out
 
 

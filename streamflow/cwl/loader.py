@@ -130,6 +130,40 @@ def _inline_imports(node: Any, base_dir: str, depth: int = 0) -> Any:
     return node
 
 
+_RUN_MARK = "#__sf_run__"
+
+
+def _hide_run_references(node: Any) -> None:
+    """Mark ``run: file.cwl`` references so cwl-upgrader leaves the referenced files alone.
+
+    The upgrader would otherwise load, upgrade and write every referenced document itself
+    (and needs source-line file names to do so); the translator loads each ``run`` through
+    :func:`load_document`, which validates and upgrades it against its own ``cwlVersion``
+    (a v1.0 workflow may run v1.1 or v1.2 tools).
+    """
+    if isinstance(node, Mapping):
+        run = node.get("run")
+        if isinstance(run, str) and "#" not in run:
+            node["run"] = run + _RUN_MARK  # type: ignore[index]
+        for value in node.values():
+            _hide_run_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hide_run_references(item)
+
+
+def _restore_run_references(node: Any) -> None:
+    if isinstance(node, Mapping):
+        run = node.get("run")
+        if isinstance(run, str) and run.endswith(_RUN_MARK):
+            node["run"] = run[: -len(_RUN_MARK)]  # type: ignore[index]
+        for value in node.values():
+            _restore_run_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            _restore_run_references(item)
+
+
 def _upgrade(doc: Any, path: str, fragment: str | None, version: str) -> Any:
     """Validate ``doc`` against its own version, then parse it upgraded to v1.2."""
     uri = path_to_uri(path)
@@ -140,10 +174,12 @@ def _upgrade(doc: Any, path: str, fragment: str | None, version: str) -> Any:
     from cwlupgrader.main import upgrade_document
 
     doc = _inline_imports(copy.deepcopy(doc), os.path.dirname(path))
+    _hide_run_references(doc)
     with tempfile.TemporaryDirectory(prefix="sf-cwl-upgrade-") as scratch:
         upgraded = upgrade_document(doc, scratch, "v1.2")
     if upgraded is None:
         raise WorkflowDefinitionError(f"{path}: cannot upgrade cwlVersion {version} to v1.2")
+    _restore_run_references(upgraded)
     options = LoadingOptions(fileuri=uri, baseuri=uri)
     return cwl_utils.parser.load_document_by_yaml(upgraded, uri, options, fragment)
 

@@ -140,7 +140,7 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 def has_scheme(location: str) -> bool:
     """Return whether ``location`` is an absolute URI (``file:``, ``http:``, ``_:``...)."""
-    return bool(_SCHEME.match(location))
+    return location.startswith("_:") or bool(_SCHEME.match(location))
 
 
 def uri_to_path(location: str) -> str:

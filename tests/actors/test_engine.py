@@ -465,6 +465,9 @@ async def test_value_from_transforms_step_inputs(ws: Workspace) -> None:
     assert_completed(result, records, prepared, jobs=1)
 
 
+# A hang seen about once in 15-30 runs after a FAILED in-process run: the test's own read of the log
+# blocks inside nats-py (which swallows the deadline's cancellation). Fail fast instead of at 300 s.
+@pytest.mark.timeout(60)
 async def test_failing_tool_fails_the_run_naming_the_step(ws: Workspace) -> None:
     """A tool exiting 1 fails its step and the run; the error and RunFailed name the step."""
     ws.write("fail.cwl", """\
@@ -545,6 +548,7 @@ async def test_retries_rerun_a_failing_job_until_it_completes(ws: Workspace) -> 
             summary.jobs_completed, summary.jobs_abandoned) == (1, 3, 2, 2, 1, 0)
 
 
+@pytest.mark.timeout(60)  # see test_failing_tool_fails_the_run_naming_the_step
 async def test_retries_exhausted_abandon_the_job_and_fail_the_run(ws: Workspace) -> None:
     """With max_retries=1 a job failing twice is abandoned after 2 attempts and the run fails."""
     state = ws.root / "flaky-state"
@@ -558,8 +562,7 @@ async def test_retries_exhausted_abandon_the_job_and_fail_the_run(ws: Workspace)
     assert (summary.status, summary.jobs_failed, summary.jobs_retried, summary.jobs_abandoned) == ("FAILED", 2, 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a plain non-zero exit code (not in permanentFailCodes) is marked "
-                   "retryable=False by streamflow.cwl.tool, so --max-retries never retries an ordinary failure")
+@pytest.mark.timeout(60)  # see test_failing_tool_fails_the_run_naming_the_step
 async def test_retries_apply_to_an_ordinary_nonzero_exit_code(ws: Workspace) -> None:
     """A job exiting 1 once (no temporaryFailCodes) is retried under max_retries=1 and completes."""
     state = ws.root / "flaky-state"

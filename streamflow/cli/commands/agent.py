@@ -18,8 +18,8 @@ redelivered to another agent after ``ack_wait``; the agent then exits 1.
 
 Environment:
     STREAMFLOW_ACK_WAIT: seconds before the server redelivers a task whose worker went
-        silent (default 30); workers heartbeat every third of it. It is applied to each
-        deployment's consumer when the agent starts.
+        silent (default: ``actors.worker.ACK_WAIT``, 10 s); workers heartbeat every third
+        of it. It is applied to each deployment's consumer when the agent starts.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ EXIT_INVALID = 2
 
 
 def ack_wait_from_env() -> float:
-    """``$STREAMFLOW_ACK_WAIT`` in seconds (default: the worker's 30 s).
+    """``$STREAMFLOW_ACK_WAIT`` in seconds (default: ``actors.worker.ACK_WAIT``).
 
     Raises:
         ValueError: the variable is not a positive number.
