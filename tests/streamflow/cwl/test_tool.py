@@ -177,11 +177,11 @@ async def test_missing_required_output_fails(write_tool: WriteTool, tmp_path: Pa
         await _execute(doc, {}, tmp_path)
 
 
-@pytest.mark.parametrize(("code", "retryable"), [(3, True), (4, False), (1, False)])
+@pytest.mark.parametrize(("code", "retryable"), [(3, True), (4, False), (1, True)])
 async def test_exit_codes_map_to_retryable_failures(
     write_tool: WriteTool, tmp_path: Path, code: int, retryable: bool
 ) -> None:
-    """temporaryFailCodes give retryable failures; other non-success codes permanent ones."""
+    """Only permanentFailCodes give non-retryable failures; the failure manager decides for the others."""
     doc = write_tool(
         f"""\
         cwlVersion: v1.2
