@@ -31,7 +31,7 @@ from events.schema import (
     TokenEmitted,
 )
 
-__all__ = ["RunSupervisor", "deliver_outputs"]
+__all__ = ["RunSupervisor", "RunWatcher", "deliver_outputs"]
 
 log = structlog.get_logger("streamflow.run")
 
@@ -136,6 +136,33 @@ class RunSupervisor(Actor):
         """Record that the run was cancelled (Ctrl-C, ``streamflow cancel``)."""
         if self.final is None:
             await self._finish(RunCancelled(reason=reason))
+
+
+class RunWatcher(Actor):
+    """Follows the run aggregate only, for hosts that do not host the supervisor.
+
+    It sets ``done`` once the run has a final event (not followed by ``RunResumed``).
+    """
+
+    def __init__(self, ctx: RunContext, done: asyncio.Event) -> None:
+        super().__init__(ctx, "run-watcher")
+        self.done_event = done
+        self.subject = f"sf.ev.{ctx.run_id}.wf"
+        self.final: RunCompleted | RunFailed | RunCancelled | None = None
+
+    def interested(self, record: Record) -> bool:
+        return record.subject == self.subject
+
+    def apply(self, record: Record) -> None:
+        body = record.body
+        if isinstance(body, RunCompleted | RunFailed | RunCancelled):
+            self.final = body
+        elif isinstance(body, RunResumed):
+            self.final = None
+
+    async def react(self) -> None:
+        if self.final is not None:
+            self.done_event.set()
 
 
 def _unique(target: Path, taken: set[str]) -> Path:

@@ -29,7 +29,7 @@ from actors.failure_manager import FailureManagerActor, RetrySettings
 from actors.port import PortActor
 from actors.scheduler import LocationCapacity, SchedulerActor, local_capacity
 from actors.step import make_step_actor
-from actors.supervisor import RunSupervisor
+from actors.supervisor import RunSupervisor, RunWatcher
 from actors.worker import Worker
 from events.lease import Lease, acquire_lease
 from events.log import EventLog, run_subject, valid_id
@@ -50,13 +50,16 @@ from streamflow.errors import ConcurrencyError, RunNotFoundError, WorkflowDefini
 from streamflow.workflow.graph import WorkflowGraph
 
 __all__ = [
+    "ACTOR_GROUPS",
     "PreparedRun",
     "ReusableJob",
     "RunOptions",
     "RunResult",
     "execute_run",
+    "host_run",
     "load_graph",
     "new_run_id",
+    "parse_groups",
     "prepare",
     "prepare_rerun",
     "read_submitted",
@@ -103,6 +106,7 @@ class RunOptions:
     locations: dict[str, list[LocationCapacity]] | None = None
     progress: bool = False
     metrics_port: int | None = None
+    groups: set[str] | None = None
 
 
 @dataclass
@@ -200,6 +204,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                       workers: int, retry: RetrySettings, locations: dict[str, list[LocationCapacity]] | None = None,
                       settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
                       progress: bool = False, metrics_port: int | None = None,
+                      groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
                       ) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
@@ -212,6 +217,13 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         workers: local executor concurrency (0: none).
         retry: the retry policy.
         locations: deployment -> locations (default: this machine as ``__LOCAL__``).
+        settings: run settings shared by the actors (generation, reuse index...).
+        epoch: the fencing epoch written into this host's events.
+        lease: the run lease to renew while hosting (when hosting the supervisor).
+        progress: show the live progress display.
+        metrics_port: serve Prometheus metrics on this port.
+        groups: which actor groups to host (:data:`ACTOR_GROUPS`; None: all of them).
+        extra_leases: group leases to renew while hosting.
 
     Returns:
         How the run ended.
@@ -220,10 +232,21 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                      settings=settings or {}, epoch=epoch)
     done = asyncio.Event()
     locations = locations or {"__LOCAL__": [local_capacity()]}
+    hosted = set(ACTOR_GROUPS) if groups is None else set(groups)
     supervisor = RunSupervisor(ctx, done)
-    actors: list[Any] = [PortActor(ctx, pid, graph.producers(pid)) for pid in graph.ports]
-    actors.extend(make_step_actor(ctx, step) for step in graph.steps.values())
-    actors.extend([SchedulerActor(ctx, locations), DataManagerActor(ctx), FailureManagerActor(ctx, retry), supervisor])
+    actors: list[Any] = []
+    if "ports" in hosted:
+        actors.extend(PortActor(ctx, pid, graph.producers(pid)) for pid in graph.ports)
+    if "steps" in hosted:
+        actors.extend(make_step_actor(ctx, step) for step in graph.steps.values())
+    if "scheduler" in hosted:
+        actors.append(SchedulerActor(ctx, locations))
+    if "data-manager" in hosted:
+        actors.append(DataManagerActor(ctx))
+    if "failure-manager" in hosted:
+        actors.append(FailureManagerActor(ctx, retry))
+    watcher = RunWatcher(ctx, done)
+    actors.append(supervisor if "supervisor" in hosted else watcher)
 
     async def _graph_for(other: str) -> WorkflowGraph:
         if other == run_id:
@@ -231,8 +254,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         return await load_graph(log_, other)
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    if lease is not None:
-        background.append(functools.partial(lease.keep_alive, done))
+    for held in ([lease] if lease is not None else []) + list(extra_leases or []):
+        background.append(functools.partial(held.keep_alive, done))
     if progress:
         from streamflow.cli.progress import watch_progress
 
@@ -274,14 +297,41 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        if lease is not None:
-            await lease.release()
-    final = supervisor.final
+        for held in ([lease] if lease is not None else []) + list(extra_leases or []):
+            await held.release()
+    final = supervisor.final if "supervisor" in hosted else watcher.final
     if isinstance(final, RunCompleted):
         return RunResult(run_id, "COMPLETED", outputs=final.outputs)
     if isinstance(final, RunFailed):
         return RunResult(run_id, "FAILED", error=final.error, error_type=final.error_type)
     return RunResult(run_id, "CANCELLED", error=getattr(final, "reason", None))
+
+
+#: The actor groups a process can host (``--actors``); together they make a whole run.
+ACTOR_GROUPS = ("steps", "ports", "scheduler", "data-manager", "failure-manager", "supervisor")
+
+
+def parse_groups(spec: str | None) -> set[str] | None:
+    """Parse ``--actors a,b,c``.
+
+    Raises:
+        WorkflowDefinitionError: an unknown group name.
+    """
+    if not spec:
+        return None
+    groups = {g.strip() for g in spec.split(",") if g.strip()}
+    unknown = groups - set(ACTOR_GROUPS)
+    if unknown:
+        raise WorkflowDefinitionError(f"--actors: unknown actor group(s) {sorted(unknown)}; expected some of "
+                                      f"{', '.join(ACTOR_GROUPS)}")
+    return groups
+
+
+async def group_leases(log_: EventLog, run_id: str, groups: set[str] | None) -> list[Lease]:
+    """Take one lease per hosted actor group other than the supervisor (which holds the run's)."""
+    if groups is None:
+        return []
+    return [await acquire_lease(log_.js, f"{run_id}.{group}") for group in sorted(groups - {"supervisor"})]
 
 
 _graph_cache: dict[str, WorkflowGraph] = {}
@@ -350,14 +400,17 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
         await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
                           producer="cli", key="started")
         _graph_cache[run_id] = prepared.graph
-        lease = await acquire_lease(log_.js, run_id)
+        hosted = options.groups
+        lease = await acquire_lease(log_.js, run_id) if hosted is None or "supervisor" in hosted else None
+        extra = await group_leases(log_, run_id, hosted)
         settings: dict[str, Any] = {"generation": 0}
         if options.rerun_of:
             settings["reuse"] = await reuse_index(log_, options.rerun_of)
+        epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
-                                 retry=options.retry, settings=settings, epoch=lease.epoch, lease=lease,
+                                 retry=options.retry, settings=settings, epoch=epoch, lease=lease,
                                  locations=options.locations, progress=options.progress,
-                                 metrics_port=options.metrics_port)
+                                 metrics_port=options.metrics_port, groups=hosted, extra_leases=extra)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,
@@ -456,3 +509,45 @@ async def reuse_index(log_: EventLog, run_id: str) -> dict[tuple[str, str], Reus
             name = steps.get(record.agg_id, record.agg_id)
             index[(name, body.tag)] = ReusableJob(body.from_run, body.from_job, body.inputs, body.outputs)
     return index
+
+
+async def host_run(run_id: str, *, bus: BusOptions, groups: set[str], workers: int = 0, wait: float = 60.0,
+                   retry: RetrySettings | None = None) -> RunResult:
+    """Host some actor groups of a run submitted elsewhere, until the run ends.
+
+    Args:
+        run_id: the run (waited for up to ``wait`` seconds if not submitted yet).
+        bus: how to reach the bus.
+        groups: the actor groups to host here.
+        workers: local executor concurrency.
+        wait: seconds to wait for the run to be submitted.
+        retry: the retry policy (for the failure manager).
+
+    Raises:
+        RunNotFoundError: the run did not appear in time.
+        LeaseError: another live process hosts one of these groups.
+    """
+    async with open_bus(bus) as nc:
+        log_ = EventLog(nc)
+        await log_.setup()
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            first = await log_.first(run_subject(run_id, "wf"))
+            if first is not None and isinstance(first[1].body, RunSubmitted):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise RunNotFoundError(f"run {run_id!r} was not submitted within {wait:.0f}s")
+            await asyncio.sleep(0.2)
+        submitted = first[1].body
+        lease = await acquire_lease(log_.js, run_id) if "supervisor" in groups else None
+        extra = await group_leases(log_, run_id, groups)
+        graph = await load_graph(log_, run_id)
+        epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
+        locations = None
+        if submitted.config:
+            from streamflow.cli.config_run import load_config_run
+
+            locations = load_config_run(submitted.config).locations
+        return await execute_run(log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
+                                 workers=workers, retry=retry or RetrySettings(), settings={"generation": 0},
+                                 epoch=epoch, lease=lease, groups=groups, extra_leases=extra, locations=locations)

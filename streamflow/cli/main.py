@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts")
     run.add_argument("--no-progress", action="store_true", help="no live progress display on a terminal")
+    run.add_argument("--actors", metavar="GROUPS",
+                     help="host only these actor groups here (steps, ports, scheduler, data-manager, "
+                          "failure-manager, supervisor); the others run in `streamflow host` processes")
     add_bus_options(run)
 
     events = sub.add_parser("events", help="show a run's events in log order")
@@ -228,6 +231,13 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
     if args.validate:
         print(json.dumps({"valid": True, "steps": len(prepared.graph.steps), "ports": len(prepared.graph.ports)}))
         return EXIT_OK
+    from streamflow.cli.engine import parse_groups
+
+    try:
+        groups = parse_groups(getattr(args, "actors", None))
+    except WorkflowDefinitionError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
     retry = RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay))
     if config_run is not None and not args.max_retries:
         retry = config_run.retry
@@ -239,6 +249,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         progress=(not runner_style and not args.quiet and not getattr(args, "no_progress", False)
                   and sys.stderr.isatty()),
         metrics_port=getattr(args, "metrics_port", None),
+        groups=groups,
     )
 
     def _announce(run_id: str) -> None:

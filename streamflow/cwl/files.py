@@ -132,10 +132,13 @@ def fill_object(
         if check and not os.path.isdir(path):
             raise FileProblem(f"directory not found: {path}")
         if "listing" in value and isinstance(value["listing"], list):
+            # A listing that is already there was loaded at the right depth: a shallow
+            # listing's subdirectories must stay without one.
+            inner = None if listing == "shallow_listing" else listing
             for entry in value["listing"]:
                 if isinstance(entry, dict):
                     fill_object(
-                        entry, base_dir=path, check=check, listing=listing, with_checksum=with_checksum
+                        entry, base_dir=path, check=check, listing=inner, with_checksum=with_checksum
                     )
         elif listing in ("shallow_listing", "deep_listing") and os.path.isdir(path):
             value["listing"] = list_directory(
@@ -259,7 +262,8 @@ def secondary_files(
         if has_expression(required):
             required = bool(evaluator.evaluate(required, inputs, self_=primary, runtime=runtime))
         candidates: list[Any]
-        if has_expression(pattern):
+        evaluated_pattern = has_expression(pattern)
+        if evaluated_pattern:
             evaluated = evaluator.evaluate(pattern, inputs, self_=primary, runtime=runtime)
             candidates = evaluated if isinstance(evaluated, list) else [evaluated]
         else:
@@ -279,7 +283,9 @@ def secondary_files(
             text = str(candidate)
             if text.endswith("?"):
                 text, is_required = text[:-1], False
-            name = _substitute(str(primary.get("basename", "")), text)
+            # An expression returns a file name (relative to the primary's folder); a
+            # literal pattern is a suffix, optionally after stripping extensions (``^``).
+            name = text if evaluated_pattern else _substitute(str(primary.get("basename", "")), text)
             if name in seen:
                 continue
             if not base_path:

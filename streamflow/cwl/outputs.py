@@ -228,7 +228,7 @@ def _accepts(t: Any, name: str, index: SchemaIndex) -> bool:
 
 def _check(value: Any, spec: Mapping[str, Any], where: str, index: SchemaIndex) -> Any:
     try:
-        checked, _ = check_value(value, spec.get("type"), where, index, spec)
+        checked, _ = check_value(value, spec.get("type"), where, index, spec, null_any=True)
     except TypeMismatch as exc:
         raise JobFailedError(f"output '{exc.where}': {exc.reason}", retryable=False) from None
     return checked

@@ -582,7 +582,7 @@ def _run_expression_tool(
     for param in view.get("outputs") or []:
         name = shortname(str(param["id"]))
         try:
-            checked, _ = check_value(value.get(name), param.get("type"), name, index, param)
+            checked, _ = check_value(value.get(name), param.get("type"), name, index, param, null_any=True)
         except TypeMismatch as exc:
             raise JobFailedError(f"output '{exc.where}': {exc.reason}") from None
         result[name] = checked

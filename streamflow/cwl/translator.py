@@ -250,6 +250,11 @@ class _Translator:
                 step.constants[input_name] = source.value
             else:
                 step.inputs[input_name] = source
+        for input_name, source in sources.items():
+            # A step input the tool does not declare still gates the job: the step waits for
+            # it (e.g. ``wait: other/out`` to order an in-place update); the tool ignores it.
+            if input_name not in step.inputs and input_name not in step.constants and isinstance(source, str):
+                step.inputs[input_name] = source
         for output_name in wanted:
             step.outputs[output_name] = self.graph.new_port(f"{port_prefix.rstrip('/')}/{output_name}").id
         self.graph.add_step(step)
@@ -534,7 +539,7 @@ class _Translator:
                 results[output_name] = source
         else:
             results = dict(
-                self._execute(run, path, job_prefix, run_inputs, wanted, run_requirements, run_hints)
+                self._execute(run, path, job_prefix, values, wanted, run_requirements, run_hints)
             )
         if conditional is not None:
             conditional.skip_outputs = {k: str(v) for k, v in results.items()}

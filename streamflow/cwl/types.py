@@ -136,6 +136,7 @@ def _primitive_ok(name: str, value: Any) -> bool:
 class _Checker:
     index: SchemaIndex
     slots: list[FileSlot] = field(default_factory=list)
+    null_any: bool = False
 
     def check(self, value: Any, t: Any, where: str, spec: Mapping[str, Any]) -> Any:
         t = self.index.resolve(t)
@@ -144,6 +145,8 @@ class _Checker:
         if isinstance(t, str):
             if t in ("stdout", "stderr", "stdin"):
                 t = "File"
+            if value is None and t == "Any" and self.null_any:
+                return None
             if not _primitive_ok(t, value):
                 if value is None:
                     raise TypeMismatch(where, f"missing required value (expected {type_name(t, self.index)})")
@@ -224,7 +227,7 @@ class _Checker:
 
 
 def check_value(
-    value: Any, t: Any, where: str, index: SchemaIndex, spec: Mapping[str, Any]
+    value: Any, t: Any, where: str, index: SchemaIndex, spec: Mapping[str, Any], *, null_any: bool = False
 ) -> tuple[Any, list[FileSlot]]:
     """Check ``value`` against type ``t``, returning a normalised copy and its File/Directory slots.
 
@@ -234,6 +237,8 @@ def check_value(
         where: the name used in messages (``threads``, ``rec.field``, ``files[2]``).
         index: the named types in scope.
         spec: the parameter the value belongs to (its ``secondaryFiles``, ``format``...).
+        null_any: let ``Any`` accept null (output parameters: a tool may produce nothing for
+            an ``Any`` output, and a step input's ``default`` then applies).
 
     Returns:
         The checked value (records keep only their declared fields; File/Directory objects are
@@ -243,6 +248,6 @@ def check_value(
     Raises:
         TypeMismatch: the value does not match.
     """
-    checker = _Checker(index)
+    checker = _Checker(index, null_any=null_any)
     result = checker.check(value, t, where, spec)
     return result, checker.slots
