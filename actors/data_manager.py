@@ -31,6 +31,7 @@ from events.schema import (
     JobScheduled,
     RegisteredFile,
 )
+from streamflow.data.objectstore import is_published
 
 __all__ = ["DataManagerActor", "iter_paths"]
 
@@ -138,6 +139,9 @@ class DataManagerActor(Actor):
             inputs = self.requests.get(job, {})
             missing = [p for p, obj in iter_paths(inputs)
                        if scheduled.deployment in self.shared and obj.get("class") == "File" and not os.path.exists(p)]
+            if missing:
+                # Produced on a machine that shares no filesystem with this one, and published.
+                missing = [p for p in missing if not await is_published(self.ctx.log.js, p)]
             if missing:
                 self.to_stage.pop(job, None)
                 if job in self.waiting:

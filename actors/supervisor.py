@@ -30,6 +30,7 @@ from events.schema import (
     StepTerminated,
     TokenEmitted,
 )
+from streamflow.data.objectstore import fetch_missing
 
 __all__ = ["RunSupervisor", "RunWatcher", "deliver_outputs"]
 
@@ -124,6 +125,7 @@ class RunSupervisor(Actor):
             return
         if self.terminated_steps >= self.step_ids:
             outputs = {name: self.outputs.get(name) for name in self.ctx.graph.outputs}
+            await fetch_missing(self.ctx.log.js, outputs)  # produced where this machine cannot see
             delivered = await asyncio.to_thread(deliver_outputs, outputs, self.ctx.outdir)
             await self._finish(RunCompleted(outputs=delivered))
 
@@ -189,19 +191,24 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
         return
     try:
-        os.link(src, dst)
+        # link(2) does not follow a symbolic link: link its target, not the (maybe
+        # relative, soon dangling) link itself.
+        os.link(os.path.realpath(src), dst)
     except OSError:
         shutil.copy2(src, dst)
 
 
-def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = None) -> Any:
+def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = None,
+              placed: dict[tuple[str, str], Path] | None = None) -> Any:
+    if placed is None:
+        placed = {}
     if isinstance(value, list):
-        return [_relocate(v, outdir, taken, parent) for v in value]
+        return [_relocate(v, outdir, taken, parent, placed) for v in value]
     if not isinstance(value, dict):
         return value
     cls = value.get("class")
     if cls not in ("File", "Directory"):
-        return {k: _relocate(v, outdir, taken, parent) for k, v in value.items()}
+        return {k: _relocate(v, outdir, taken, parent, placed) for k, v in value.items()}
     result = dict(value)
     src_path = value.get("path")
     if not src_path and str(value.get("location", "")).startswith("file://"):
@@ -213,8 +220,15 @@ def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = N
     src = Path(src_path)
     basename = value.get("basename") or src.name
     if parent is None:
-        dst = _unique(outdir / basename, taken)
-        _place(src, dst)
+        # The same file reached through several outputs is delivered once, under one name.
+        key = (os.path.realpath(src), str(basename))
+        known = placed.get(key)
+        if known is None:
+            dst = _unique(outdir / basename, taken)
+            _place(src, dst)
+            placed[key] = dst
+        else:
+            dst = known
     else:
         dst = parent / basename
     result["path"] = str(dst)

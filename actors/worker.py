@@ -45,6 +45,7 @@ from events.schema import (
 from events.tasks import JobTask, decode_task
 from streamflow.cwl.inputs import fill_and_validate_inputs
 from streamflow.cwl.tool import execute_process
+from streamflow.data.objectstore import fetch_missing, publish_paths
 from streamflow.errors import (
     ConcurrencyError,
     InputValidationError,
@@ -89,11 +90,16 @@ class Worker:
         workdir: base directory of the attempts' working directories.
         concurrency: how many jobs it runs at once.
         name: the worker's id in events.
+        ack_wait: seconds before the server redelivers a task without a heartbeat.
+        shared_fs: whether this machine shares its filesystem with the rest of the run;
+            when not, outputs are published to the object store for others to fetch.
     """
 
     def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str,
-                 concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT) -> None:
+                 concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT,
+                 shared_fs: bool = True) -> None:
         self.ack_wait = ack_wait
+        self.shared_fs = shared_fs
         self.log = log_
         self.deployment = deployment
         self.graphs = graphs
@@ -227,6 +233,8 @@ class Worker:
                 await msg.in_progress()
 
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
+        from streamflow.cwl.utils import bus_safe
+
         job, attempt = task.job, task.attempt
         try:
             graph = await self.graphs(task.run_id)
@@ -237,13 +245,18 @@ class Worker:
             tmpdir = workdir / "tmp"
             outdir.mkdir(parents=True, exist_ok=True)
             tmpdir.mkdir(parents=True, exist_ok=True)
+            # Inputs produced on a machine that shares no filesystem with this one.
+            await fetch_missing(self.log.js, task.inputs)
             job_order = await asyncio.to_thread(
                 fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
-                base_dir=str(outdir))
+                hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version)
             outputs = await execute_process(
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
                 cwl_version=step.cwl_version)
+            outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
+            if not self.shared_fs:
+                await publish_paths(self.log.js, outputs)
             return JobCompleted(outputs=outputs, job=job, attempt=attempt, delivery=delivery)
         except JobFailedError as exc:
             return JobFailed(error=str(exc), exit_code=exc.exit_code, retryable=exc.retryable,

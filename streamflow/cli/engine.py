@@ -107,6 +107,7 @@ class RunOptions:
     progress: bool = False
     metrics_port: int | None = None
     groups: set[str] | None = None
+    shared_fs: bool = True
 
 
 @dataclass
@@ -149,16 +150,24 @@ def prepare(workflow: str, job: str | None) -> PreparedRun:
     """
     from streamflow.cwl.inputs import fill_and_validate_inputs
     from streamflow.cwl.loader import load_document, load_job
-    from streamflow.cwl.tool import check_requirements_supported, resolve_requirements
-    from streamflow.cwl.translator import translate
+    from streamflow.cwl.tool import check_requirements_supported
+    from streamflow.cwl.translator import JOB_REQUIREMENTS, root_requirements, translate
+    from streamflow.cwl.utils import bus_safe
 
     loaded = load_document(workflow)
     process = loaded.process
     job_order = load_job(job, process)
-    requirements, _hints = resolve_requirements(process, [], [])
+    # ``cwl:requirements`` of the job override the root process's own; they stay in the
+    # recorded inputs so that every host's translation (resume, agents) sees them too.
+    requirements, hints = root_requirements(process, job_order)
     check_requirements_supported(process, requirements)
     base_dir = str(Path(job).resolve().parent) if job else os.getcwd()
-    inputs = fill_and_validate_inputs(process, job_order, requirements=requirements, base_dir=base_dir)
+    inputs = fill_and_validate_inputs(process, job_order, requirements=requirements, hints=hints,
+                                      base_dir=base_dir, cwl_version=loaded.cwl_version,
+                                      namespaces=loaded.namespaces)
+    if job_order.get(JOB_REQUIREMENTS):
+        inputs[JOB_REQUIREMENTS] = job_order[JOB_REQUIREMENTS]
+    inputs = bus_safe(inputs)
     name = Path(workflow.split("#")[0]).stem
     graph = translate(process, cwl_version=loaded.cwl_version, name=name, job_order=inputs)
     digest = hashlib.sha256(Path(workflow.split("#")[0]).read_bytes()).hexdigest()
@@ -205,7 +214,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                       settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
                       progress: bool = False, metrics_port: int | None = None,
                       groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
-                      ) -> RunResult:
+                      shared_fs: bool = True) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
     Args:
@@ -266,7 +275,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         background.append(functools.partial(serve_metrics, log_.nc, log_, metrics_port, done))
     if workers > 0:
         for deployment in locations:
-            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers)
+            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs)
             background.append(functools.partial(worker.run, done))
     from actors.checkpoint_manager import CheckpointManager
 
@@ -407,10 +416,15 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
         if options.rerun_of:
             settings["reuse"] = await reuse_index(log_, options.rerun_of)
         epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
+        if not options.shared_fs:
+            from streamflow.data.objectstore import publish_paths
+
+            await publish_paths(log_.js, prepared.inputs)  # agents elsewhere fetch what they miss
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
                                  retry=options.retry, settings=settings, epoch=epoch, lease=lease,
                                  locations=options.locations, progress=options.progress,
-                                 metrics_port=options.metrics_port, groups=hosted, extra_leases=extra)
+                                 metrics_port=options.metrics_port, groups=hosted, extra_leases=extra,
+                                 shared_fs=options.shared_fs)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts")
     run.add_argument("--no-progress", action="store_true", help="no live progress display on a terminal")
+    run.add_argument("--no-shared-fs", action="store_true",
+                     help="agents do not share this machine's filesystem: publish input files to the bus")
     run.add_argument("--actors", metavar="GROUPS",
                      help="host only these actor groups here (steps, ports, scheduler, data-manager, "
                           "failure-manager, supervisor); the others run in `streamflow host` processes")
@@ -250,6 +252,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
                   and sys.stderr.isatty()),
         metrics_port=getattr(args, "metrics_port", None),
         groups=groups,
+        shared_fs=not getattr(args, "no_shared_fs", False),
     )
 
     def _announce(run_id: str) -> None:
@@ -265,7 +268,9 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         _err(f"bus error: {exc}")
         return EXIT_FAILED
     if result.status == "COMPLETED":
-        print(json.dumps(result.outputs, indent=4, sort_keys=True))
+        from streamflow.cwl.utils import restore_big_numbers
+
+        print(json.dumps(restore_big_numbers(result.outputs), indent=4, sort_keys=True))
         return EXIT_OK
     if result.error_type == "UnsupportedRequirementError":
         _err(f"unsupported requirement: {result.error}")

@@ -25,6 +25,7 @@ __all__ = [
     "FileProblem",
     "fill_object",
     "list_directory",
+    "load_step_input",
     "read_contents",
     "secondary_files",
 ]
@@ -310,3 +311,30 @@ def secondary_files(
 def is_file_or_directory(value: Any) -> bool:
     """Return whether ``value`` is a File or Directory object."""
     return is_file(value) or is_directory(value)
+
+
+def load_step_input(value: Any, *, contents: bool, listing: str | None) -> Any:
+    """Apply a workflow step input's ``loadContents``/``loadListing`` to its value.
+
+    Files (alone or in arrays) get ``contents`` (at most 64 KiB); local Directories get a
+    listing of the given depth when they have none. The value is copied, not modified.
+
+    Raises:
+        FileProblem: a file cannot be read or is larger than 64 KiB.
+    """
+    if isinstance(value, list):
+        return [load_step_input(v, contents=contents, listing=listing) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if is_file(value) and contents:
+        result = dict(value)
+        result["contents"] = read_contents(value)
+        return result
+    if is_directory(value) and listing in ("shallow_listing", "deep_listing") and "listing" not in value:
+        location = str(value.get("location") or "")
+        path = str(value.get("path") or (uri_to_path(location) if location.startswith("file:") else ""))
+        if path and os.path.isdir(path):
+            result = dict(value)
+            result["listing"] = list_directory(path, deep=listing == "deep_listing")
+            return result
+    return value

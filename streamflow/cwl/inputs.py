@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from streamflow.cwl.expression import ExpressionEvaluator, has_expression
 from streamflow.cwl.files import FileProblem, fill_object, read_contents, secondary_files
 from streamflow.cwl.formats import check_format, document_namespaces, document_schemas
 from streamflow.cwl.types import FileSlot, SchemaIndex, TypeMismatch, check_value
-from streamflow.cwl.utils import Requirements, plain, shortname
+from streamflow.cwl.utils import Requirements, plain, shortname, uri_to_path
 from streamflow.errors import InputValidationError
 
 __all__ = ["fill_and_validate_inputs", "listing_default"]
@@ -80,10 +81,11 @@ def fill_and_validate_inputs(
         slots.extend(found)
     evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
     for slot in slots:
+        listing = listing_default(reqs, slot.spec)
+        if listing != "no_listing" and slot.value.get("class") == "Directory":
+            _forget_listing(slot.value)
         try:
-            fill_object(
-                slot.value, base_dir=base_dir, check=check_files, listing=listing_default(reqs, slot.spec)
-            )
+            fill_object(slot.value, base_dir=base_dir, check=check_files, listing=listing)
         except FileProblem as exc:
             raise InputValidationError(f"input '{slot.where}': {exc}") from None
     all_namespaces = {**document_namespaces(process), **(namespaces or {})}
@@ -91,6 +93,19 @@ def fill_and_validate_inputs(
     for slot in slots:
         _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas)
     return result
+
+
+def _forget_listing(value: dict[str, Any]) -> None:
+    """Drop the listing of a Directory that exists on disk, so it is loaded afresh.
+
+    A listing that travelled with the value from an upstream step is a snapshot: a step in
+    between may have changed the directory (``InplaceUpdateRequirement``), and the depth the
+    consuming tool asks for (``loadListing``) may differ from the producer's.
+    """
+    location = str(value.get("location") or "")
+    path = str(value.get("path") or (uri_to_path(location) if location.startswith("file:") else ""))
+    if "listing" in value and path and os.path.isdir(path):
+        del value["listing"]
 
 
 def _complete(

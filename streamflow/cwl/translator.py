@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import cwl_utils.parser.cwl_v1_2 as cwl
 
 from streamflow.cwl.tool import resolve_requirements
-from streamflow.cwl.utils import plain, shortname
+from streamflow.cwl.utils import bus_safe, plain, shortname
 from streamflow.errors import UnsupportedRequirementError, WorkflowDefinitionError
 from streamflow.workflow.graph import (
     ConditionalStep,
@@ -40,7 +40,7 @@ from streamflow.workflow.graph import (
     WorkflowGraph,
 )
 
-__all__ = ["LOCAL_TARGET", "translate"]
+__all__ = ["JOB_REQUIREMENTS", "LOCAL_TARGET", "root_requirements", "translate"]
 
 LOCAL_TARGET = "__LOCAL__"
 """The deployment a step runs on when no binding names another."""
@@ -103,6 +103,24 @@ def translate(
     return graph
 
 
+JOB_REQUIREMENTS = "cwl:requirements"
+"""The job-order key holding extra requirements for the root process (a list of dicts)."""
+
+
+def root_requirements(process: Any, job_order: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
+    """Return the effective requirements and hints of the root process.
+
+    The requirements listed under ``cwl:requirements`` in the job order override the
+    process's own of the same class (and are added when it has none); they are inherited by
+    every step like the process's own.
+    """
+    requirements, hints = resolve_requirements(process, [], [])
+    extra = (job_order or {}).get(JOB_REQUIREMENTS)
+    if extra:
+        requirements, _ = resolve_requirements({"requirements": list(extra)}, requirements, [])
+    return requirements, hints
+
+
 def _default_name(process: Any) -> str:
     """Return the file name of ``process`` without its extension (``process`` if unknown)."""
     uri = str(getattr(process, "id", "") or "")
@@ -162,14 +180,14 @@ class _Translator:
     def translate_root(self, process: Any, job_order: dict[str, Any]) -> None:
         """Translate the root process: input steps, then its body, then the outputs."""
         self._check_class(process, "the root process")
-        requirements, hints = resolve_requirements(process, [], [])
+        requirements, hints = root_requirements(process, job_order)
         sources: dict[str, _Source] = {}
         for param in process.inputs:
             input_name = shortname(param.id)
             port = self.graph.new_port(f"/{input_name}")
             value = job_order.get(input_name)
             if value is None and param.default is not None:
-                value = plain(param.default)
+                value = bus_safe(plain(param.default))
             step = InputStep(
                 id=self.graph.next_step_id(),
                 name=f"/__input__/{input_name}",
@@ -318,7 +336,7 @@ class _Translator:
         if path == "":
             assert given is not None  # the root's inputs are the input steps' ports
             return given
-        default = plain(param.default) if param.default is not None else None
+        default = bus_safe(plain(param.default)) if param.default is not None else None
         if given is None:
             return _Const(default)
         if isinstance(given, _Const):
@@ -440,13 +458,15 @@ class _Translator:
         # 1. sources, link merge, pickValue, default
         values: dict[str, _Source] = {}
         value_from: dict[str, Any] = {}
+        load_contents: list[str] = []
+        load_listing: dict[str, str] = {}
         for step_input in step.in_:
             input_name = shortname(step_input.id)
             input_where = f"{where} input '{input_name}' field 'source'"
             refs = _as_list(step_input.source)
             resolved = [self._resolve(ref, env, steps, prefix, input_where) for ref in refs]
             has_default = step_input.default is not None
-            default = plain(step_input.default) if has_default else None
+            default = bus_safe(plain(step_input.default)) if has_default else None
             if not resolved:
                 values[input_name] = _Const(default)
             else:
@@ -460,6 +480,10 @@ class _Translator:
                 )
             if step_input.valueFrom is not None:
                 value_from[input_name] = step_input.valueFrom
+            if step_input.loadContents:
+                load_contents.append(input_name)
+            if step_input.loadListing and shortname(str(step_input.loadListing)) != "no_listing":
+                load_listing[input_name] = shortname(str(step_input.loadListing))
         for input_name, param in declared.items():
             if input_name not in values and param.default is None and not _is_optional(param.type_):
                 raise WorkflowDefinitionError(
@@ -493,14 +517,16 @@ class _Translator:
             scatter_step.size_ports = size_ports
             values = self._pass_through(scatter_step, values, f"{path}/__scatter__")
 
-        # 3. valueFrom
-        if value_from:
+        # 3. loadContents/loadListing, then valueFrom
+        if value_from or load_contents or load_listing:
             vf_step = ValueFromStep(
                 id=self.graph.next_step_id(),
                 name=f"{path}/__value_from__",
                 expressions={k: plain(v) for k, v in value_from.items()},
                 requirements=step_requirements,
                 cwl_version=self.cwl_version,
+                load_contents=load_contents,
+                load_listing=load_listing,
             )
             values = self._pass_through(vf_step, values, f"{path}/__value_from__")
 

@@ -21,6 +21,7 @@ from cwl_utils.parser import save
 __all__ = [
     "PRIMITIVE_TYPES",
     "Requirements",
+    "bus_safe",
     "checksum",
     "describe_value",
     "fill_file_names",
@@ -30,6 +31,7 @@ __all__ = [
     "path_to_uri",
     "plain",
     "requirement_class",
+    "restore_big_numbers",
     "shortname",
     "uri_to_path",
 ]
@@ -203,3 +205,49 @@ def describe_value(value: Any) -> str:
         case Mapping():
             return "record {" + ", ".join(sorted(str(k) for k in value)[:5]) + "}"
     return type(value).__name__
+
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_BIG = float(2**63)
+
+
+def bus_safe(value: Any) -> Any:
+    """Return ``value`` with integers too large for the event codec (64 bits) as floats.
+
+    Events are MessagePack, which has no integers beyond 64 bits, while CWL ``long`` and
+    ``double`` values (and JSON numbers in general) may be any size. Such a number travels
+    as the nearest double; :func:`restore_big_numbers` gives the integer back at the end.
+    Values that need no change are returned as they are (not copied).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if value < _INT_MIN or value > _INT_MAX else value
+    if isinstance(value, list):
+        items = [bus_safe(v) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        changed = {k: bus_safe(v) for k, v in value.items()}
+        return changed if any(changed[k] is not value[k] for k in value) else value
+    return value
+
+
+def restore_big_numbers(value: Any) -> Any:
+    """Undo :func:`bus_safe` for output: integral floats beyond 64 bits become integers.
+
+    The integer is the one the float's shortest representation spells (``4.2e+42`` gives
+    ``42`` followed by 41 zeros), which is the original number whenever it had at most 17
+    significant digits.
+    """
+    if isinstance(value, float):
+        if abs(value) >= _BIG and value == value and value not in (float("inf"), float("-inf")):
+            from decimal import Decimal
+
+            return int(Decimal(repr(value)))
+        return value
+    if isinstance(value, list):
+        return [restore_big_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: restore_big_numbers(v) for k, v in value.items()}
+    return value

@@ -24,9 +24,11 @@ Step kinds (``StepDef.kind``):
                Scheduler; emits each output parameter's value on ``outputs[name]``.
 ``transform``  :class:`TransformStep` — per tag, builds one value from several sources:
                link merge, ``pickValue``, then ``default`` when the result is null.
-``value_from`` :class:`ValueFromStep` — per tag, evaluates each ``valueFrom`` with
-               ``self`` = that input's value and ``inputs`` = all the step's inputs, then
-               emits every input (transformed or not) on the port of the same name.
+``value_from`` :class:`ValueFromStep` — per tag, loads ``contents``/listings the step
+               inputs ask for (``loadContents``/``loadListing``), evaluates each
+               ``valueFrom`` with ``self`` = that input's value and ``inputs`` = all the
+               step's inputs, then emits every input (transformed or not) on the port of
+               the same name.
 ``scatter``    :class:`ScatterStep` — per parent tag, scatters the ``scatter`` inputs
                (dot product, nested or flat cross product) and broadcasts the others;
                emits every input on its output port with the new tags, plus one *size*
@@ -154,11 +156,16 @@ class ValueFromStep(StepDef):
         expressions: input name -> expression (string or object with expressions).
         requirements: effective requirements of the workflow step (InlineJavascript ...).
         cwl_version: the document's original ``cwlVersion``.
+        load_contents: inputs whose File values get ``contents`` (the step input's
+            ``loadContents``) before any expression is evaluated.
+        load_listing: input name -> ``loadListing`` of its Directory values, likewise.
     """
 
     expressions: dict[str, Any] = field(default_factory=dict)
     requirements: list[Any] = field(default_factory=list)
     cwl_version: str = "v1.2"
+    load_contents: list[str] = field(default_factory=list)
+    load_listing: dict[str, str] = field(default_factory=dict)
     kind: str = field(init=False, default="value_from")
 
 

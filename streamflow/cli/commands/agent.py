@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run job tasks from the bus until SIGTERM/SIGINT (drain), for `streamflow run --workers 0`.")
     parser.add_argument("--workdir", help="base directory of job working directories "
                         "(default: $TMPDIR/streamflow-jobs)")
+    parser.add_argument("--no-shared-fs", action="store_true",
+                        help="this machine shares no filesystem with the run: publish job outputs to the bus "
+                             "(JetStream object store) and fetch missing inputs from it")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="jobs this agent runs at once, per deployment (default: the number of CPUs)")
     parser.add_argument("--deployment", action="append", dest="deployments", metavar="NAME",
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         bus=bus_options(args), deployments=deployments, workers=args.workers,
         workdir=os.path.abspath(args.workdir or _default_workdir()),
         name=args.name or f"{socket.gethostname()}/{os.getpid()}",
-        ack_wait=ack_wait, drain_timeout=args.drain_timeout,
+        ack_wait=ack_wait, drain_timeout=args.drain_timeout, shared_fs=not args.no_shared_fs,
     )
     try:
         return asyncio.run(agent.main())
@@ -201,7 +204,8 @@ class Agent:
     """
 
     def __init__(self, *, bus: Any, deployments: list[str], workers: int, workdir: str, name: str,
-                 ack_wait: float, drain_timeout: float = 0.0) -> None:
+                 ack_wait: float, drain_timeout: float = 0.0, shared_fs: bool = True) -> None:
+        self.shared_fs = shared_fs
         self.bus = bus
         self.deployments = deployments
         self.workers = workers
@@ -242,7 +246,7 @@ class Agent:
 
                 self._pool = [
                     _AgentWorker(log_, deployment, _graphs, workdir=self.workdir, concurrency=self.workers,
-                                 name=self.name, ack_wait=self.ack_wait)
+                                 name=self.name, ack_wait=self.ack_wait, shared_fs=self.shared_fs)
                     for deployment in self.deployments
                 ]
                 log.info("agent_started", deployments=self.deployments, workers=self.workers,
