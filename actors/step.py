@@ -324,6 +324,9 @@ class ValueFromStepActor(StepActor):
         if self._eval is None:
             self._eval = _evaluator(step.requirements, step.cwl_version)
         values = self.inputs_for(tag)
+        loads = set(step.load_contents) | set(step.load_listing)
+        if loads:
+            values = await asyncio.to_thread(_load_step_inputs, step, values, loads)
         result = dict(values)
         for name, expr in step.expressions.items():
             try:
@@ -332,9 +335,27 @@ class ValueFromStepActor(StepActor):
                 raise
             except Exception as exc:  # JavaScript errors surface as many types
                 raise WorkflowExecutionError(f"{step.name}: valueFrom of '{name}' failed: {exc}") from exc
+        if step.expressions:
+            from streamflow.cwl.utils import bus_safe
+
+            result = bus_safe(result)
         puts = [(port, tag, result.get(name)) for name, port in step.outputs.items()]
         await self.put_many(puts, inputs=self.provenance(tag))
         self.completed.add(tag)
+
+
+def _load_step_inputs(step: ValueFromStep, values: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """``loadContents``/``loadListing`` of a step's inputs (file I/O: run in a thread)."""
+    from streamflow.cwl.files import FileProblem, load_step_input
+
+    result = dict(values)
+    for name in names:
+        try:
+            result[name] = load_step_input(values.get(name), contents=name in step.load_contents,
+                                           listing=step.load_listing.get(name))
+        except FileProblem as exc:
+            raise WorkflowExecutionError(f"{step.name}: input '{name}': {exc}") from exc
+    return result
 
 
 class ConditionalStepActor(StepActor):
@@ -571,9 +592,8 @@ class ExecuteStepActor(StepActor):
                        inputs=staged.inputs if staged is not None and staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location, cores=scheduled.cores,
                        memory=scheduled.memory, generation=self.generation, restore=self.results[job].outputs)
-        await self.ctx.log.js.publish(
-            task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
-            headers={"Nats-Msg-Id": f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}"})
+        await self.ctx.log.publish_task(task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
+                                        f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))
 
     def _wake_tag(self, tag: str) -> None:
@@ -668,9 +688,8 @@ class ExecuteStepActor(StepActor):
                        inputs=staged.inputs if staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location,
                        cores=scheduled.cores, memory=scheduled.memory, generation=self.generation)
-        await self.ctx.log.js.publish(
-            task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
-            headers={"Nats-Msg-Id": f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}"})
+        await self.ctx.log.publish_task(task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
+                                        f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))
 
 

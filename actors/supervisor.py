@@ -125,6 +125,12 @@ class RunSupervisor(Actor):
             return
         if self.terminated_steps >= self.step_ids:
             outputs = {name: self.outputs.get(name) for name in self.ctx.graph.outputs}
+            from streamflow.cwl.outputs import validate_workflow_outputs
+
+            problem = validate_workflow_outputs(outputs, self.ctx.graph.output_types)
+            if problem is not None:
+                await self._finish(RunFailed(error=problem, error_type="WorkflowExecutionError"))
+                return
             await fetch_missing(self.ctx.log.js, outputs)  # produced where this machine cannot see
             delivered = await asyncio.to_thread(deliver_outputs, outputs, self.ctx.outdir)
             await self._finish(RunCompleted(outputs=delivered))

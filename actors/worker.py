@@ -249,7 +249,8 @@ class Worker:
             await fetch_missing(self.log.js, task.inputs)
             job_order = await asyncio.to_thread(
                 fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
-                hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version)
+                hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version,
+                discover_secondary_files=False)
             outputs = await execute_process(
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,

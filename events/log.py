@@ -276,10 +276,45 @@ class EventLog:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    async def publish_task(self, subject: str, payload: bytes, msg_id: str) -> None:
+        """Queue a work item on ``SF_TASKS``, exactly once per ``msg_id``, retrying unknown outcomes.
+
+        Raises:
+            BusError: the outcome is still unknown after ``retry_deadline`` seconds.
+        """
+        deadline = time.monotonic() + self.retry_deadline
+        delay = 0.05
+        while True:
+            try:
+                await self.js.publish(subject, payload, stream=TASKS_STREAM, headers={"Nats-Msg-Id": msg_id},
+                                      timeout=self.publish_timeout)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
+                    nats.js.errors.ServiceUnavailableError) as exc:
+                if time.monotonic() > deadline or self.nc.is_closed:
+                    raise BusError(f"task {msg_id} not acknowledged: {exc!r}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _transient(self, call: Any) -> Any:
+        """Await ``call()`` retrying the errors of a leader election (bounded by ``retry_deadline``)."""
+        deadline = time.monotonic() + self.retry_deadline
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.NoStreamResponseError, nats.js.errors.ServiceUnavailableError) as exc:
+                if time.monotonic() > deadline or self.nc.is_closed:
+                    raise BusError(f"JetStream did not answer: {exc!r}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
     async def last(self, subject: str) -> tuple[int, Envelope] | None:
         """Return the last event on ``subject`` and its stream sequence, or None."""
         try:
-            msg = await self.js.get_last_msg(EVENTS_STREAM, subject)
+            msg = await self._transient(lambda: self.js.get_last_msg(EVENTS_STREAM, subject))
         except nats.js.errors.NotFoundError:
             return None
         if msg.data is None or msg.seq is None:
@@ -289,7 +324,7 @@ class EventLog:
     async def first(self, subject: str) -> tuple[int, Envelope] | None:
         """Return the first event on ``subject`` and its stream sequence, or None."""
         try:
-            msg = await self.js.get_msg(EVENTS_STREAM, seq=1, subject=subject, next=True)
+            msg = await self._transient(lambda: self.js.get_msg(EVENTS_STREAM, seq=1, subject=subject, next=True))
         except nats.js.errors.NotFoundError:
             return None
         if msg.data is None or msg.seq is None:
@@ -298,7 +333,7 @@ class EventLog:
 
     async def count(self, subject_filter: str) -> int:
         """How many events match ``subject_filter``."""
-        info = await self.js.stream_info(EVENTS_STREAM, subjects_filter=subject_filter)
+        info = await self._transient(lambda: self.js.stream_info(EVENTS_STREAM, subjects_filter=subject_filter))
         return sum((info.state.subjects or {}).values())
 
     async def runs(self) -> list[str]:
