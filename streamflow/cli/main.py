@@ -189,8 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
-def cwl_runner_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``streamflow-cwl-runner`` (the cwl-runner convention)."""
+def cwl_runner_main(argv: Sequence[str] | None = None, *, in_daemon: bool = False) -> int:
+    """Entry point of ``streamflow-cwl-runner`` (the cwl-runner convention).
+
+    Unless ``in_daemon`` (or ``STREAMFLOW_RUNNER_DAEMON=0``), the command line is forwarded to
+    the warm runner daemon (:mod:`streamflow.cli.daemon`), which runs it through this same
+    function; it falls back to running here when the daemon cannot be reached.
+    """
+    if not in_daemon:
+        from streamflow.cli.daemon import forward
+
+        forwarded = forward(list(argv) if argv is not None else sys.argv[1:])
+        if forwarded is not None:
+            return forwarded
     parser = argparse.ArgumentParser(prog="streamflow-cwl-runner", description="StreamFlow as a CWL runner.")
     parser.add_argument("--version", action="version", version=f"streamflow-cwl-runner {__version__}")
     _add_run_arguments(parser)
@@ -204,6 +215,47 @@ def cwl_runner_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+
+
+_BUS_NOT_READY = "JetStream is not available on the bus"
+"""How :meth:`events.log.EventLog.setup` reports a bus that went away while joining it."""
+
+
+async def _redeliver_lost_cancellations(period: float = 1.0) -> None:
+    """Cancel again the tasks whose cancellation was lost.
+
+    On Python 3.11, ``asyncio.wait_for`` (used by nats-py's request, fetch and JetStream
+    publish) returns the awaited result instead of raising when a cancellation arrives in
+    the same loop iteration as that result (CPython gh-86296). A task stopped by the host's
+    task group in the middle of such a call (an actor appending, the log reader, a worker
+    fetching) then carries on and waits forever, and the run never returns although its
+    final event is recorded. A task still marked as cancelling one period after the
+    cancellation was requested lost it (or is still cleaning up): deliver it again.
+    """
+    pending: dict[asyncio.Task[Any], float] = {}
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    while True:
+        await asyncio.sleep(period)
+        now = loop.time()
+        for task in asyncio.all_tasks():
+            if task.done() or task is me:
+                continue
+            if not task.cancelling():
+                pending.pop(task, None)
+            elif now - pending.setdefault(task, now) >= period:
+                pending.pop(task, None)
+                task.cancel()
+        for task in [t for t in pending if t.done()]:
+            pending.pop(task, None)
+
+
+async def _with_lost_cancellations_redelivered(main: Any) -> Any:
+    watchdog = asyncio.create_task(_redeliver_lost_cancellations())
+    try:
+        return await main
+    finally:
+        watchdog.cancel()
 
 
 def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
@@ -259,14 +311,24 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         if not args.quiet:
             print(f"streamflow: run {run_id}", file=sys.stderr)
 
-    try:
-        result = asyncio.run(submit_and_run(options, prepared, announce=_announce))
-    except WorkflowDefinitionError as exc:
-        _err(str(exc))
-        return EXIT_INVALID
-    except BusError as exc:
-        _err(f"bus error: {exc}")
-        return EXIT_FAILED
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            result = asyncio.run(_with_lost_cancellations_redelivered(
+                submit_and_run(options, prepared, announce=_announce)))
+            break
+        except WorkflowDefinitionError as exc:
+            _err(str(exc))
+            return EXIT_INVALID
+        except BusError as exc:
+            # The shared embedded server can be stopped by its last other client just as
+            # this process joins it: the streams cannot be set up, nothing is recorded yet,
+            # and a second try starts a fresh server.
+            if attempt < attempts and str(exc).startswith(_BUS_NOT_READY):
+                time.sleep(0.2 * attempt)
+                continue
+            _err(f"bus error: {exc}")
+            return EXIT_FAILED
     if result.status == "COMPLETED":
         from streamflow.cwl.utils import restore_big_numbers
 

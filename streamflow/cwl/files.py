@@ -220,6 +220,7 @@ def secondary_files(
     runtime: Mapping[str, Any] | None,
     required_default: bool,
     check: bool = True,
+    discover: bool = True,
 ) -> list[dict[str, Any]]:
     """Discover the secondary files of ``primary`` next to it, following CWL patterns.
 
@@ -236,6 +237,9 @@ def secondary_files(
         runtime: the ``runtime`` object for expressions, if any.
         required_default: whether patterns without ``required`` are required.
         check: check that required secondary files exist.
+        discover: look for files matching the patterns next to the primary file; otherwise
+            only the entries already in ``primary["secondaryFiles"]`` (and File objects
+            returned by expressions) count, and a required one that is not there is an error.
 
     Returns:
         The secondary File/Directory objects (filled).
@@ -288,6 +292,10 @@ def secondary_files(
             # literal pattern is a suffix, optionally after stripping extensions (``^``).
             name = text if evaluated_pattern else _substitute(str(primary.get("basename", "")), text)
             if name in seen:
+                continue
+            if not discover:
+                if is_required and check:
+                    raise FileProblem(f"missing required secondary file {name!r} (pattern {text!r})")
                 continue
             if not base_path:
                 if is_required and check:

@@ -36,6 +36,7 @@ def fill_and_validate_inputs(
     hints: Sequence[Any] = (),
     cwl_version: str = "v1.2",
     namespaces: Mapping[str, str] | None = None,
+    discover_secondary_files: bool = True,
 ) -> dict[str, Any]:
     """Apply defaults, check types and complete File/Directory values of a job order.
 
@@ -53,6 +54,10 @@ def fill_and_validate_inputs(
         hints: the effective hints (for ``LoadListingRequirement`` given as a hint).
         cwl_version: the document's original ``cwlVersion`` (expression escaping rules).
         namespaces: ``$namespaces`` of the document, to expand format prefixes.
+        discover_secondary_files: look for secondary files next to their primary file (the
+            inputs of the top-level process); otherwise (a workflow step's job) the value
+            must already carry every required secondary file, except for File values that
+            come from the parameter's own ``default``.
 
     Returns:
         A new input object with every declared input (null when absent and optional).
@@ -68,16 +73,20 @@ def fill_and_validate_inputs(
     index = SchemaIndex(reqs, params)
     result: dict[str, Any] = {}
     slots: list[FileSlot] = []
+    defaulted: set[int] = set()
     for param in params:
         name = shortname(str(param["id"]))
         value = job_order.get(name)
-        if value is None and param.get("default") is not None:
+        from_default = value is None and param.get("default") is not None
+        if from_default:
             value = copy.deepcopy(param["default"])
         try:
             checked, found = check_value(value, param.get("type"), name, index, param)
         except TypeMismatch as exc:
             raise InputValidationError(f"input '{exc.where}': {exc.reason}") from None
         result[name] = checked
+        if from_default:
+            defaulted.update(id(slot) for slot in found)
         slots.extend(found)
     evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
     for slot in slots:
@@ -91,7 +100,8 @@ def fill_and_validate_inputs(
     all_namespaces = {**document_namespaces(process), **(namespaces or {})}
     schemas = document_schemas(process)
     for slot in slots:
-        _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas)
+        discover = discover_secondary_files or id(slot) in defaulted
+        _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas, discover)
     return result
 
 
@@ -116,6 +126,7 @@ def _complete(
     check_files: bool,
     namespaces: Mapping[str, str],
     schemas: list[str],
+    discover: bool = True,
 ) -> None:
     value, spec = slot.value, slot.spec
     try:
@@ -128,6 +139,7 @@ def _complete(
                 runtime=None,
                 required_default=True,
                 check=check_files,
+                discover=discover,
             )
             for sf in value["secondaryFiles"]:
                 fill_object(sf, base_dir="", check=check_files, listing=listing_default(reqs, spec))

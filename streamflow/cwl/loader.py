@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -22,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from schema_salad.exceptions import ValidationException
 from schema_salad.runtime import LoadingOptions
+from schema_salad.utils import yaml_no_ts
 
 from streamflow.cwl.utils import has_scheme, is_directory, is_file, path_to_uri, plain, uri_to_path
 from streamflow.errors import InputValidationError, UnsupportedRequirementError, WorkflowDefinitionError
@@ -70,8 +72,9 @@ def _split(path: str) -> tuple[str, str | None]:
 
 
 def _read_yaml(path: str) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
+    # The loader cwl_utils itself uses (round trip, quotes kept, no timestamps): the document
+    # read here is handed to the v1.2 parser as is, so the file is parsed once.
+    yaml = yaml_no_ts()
     try:
         with open(path, encoding="utf-8") as handle:
             return yaml.load(handle)
@@ -164,6 +167,39 @@ def _restore_run_references(node: Any) -> None:
             _restore_run_references(item)
 
 
+_session: Any = None
+
+
+def _fetcher() -> Any:
+    """A schema-salad fetcher for one document, sharing this process's HTTP session.
+
+    Each ``LoadingOptions`` without a fetcher builds its own HTTP session with an on-disk
+    cache (importing cachecontrol and filelock); CWL documents are local files. The memory
+    cache is per document, so a long-lived process never serves an edited file stale.
+    """
+    global _session
+    import requests
+    from schema_salad.fetcher import DefaultFetcher
+
+    if _session is None:
+        _session = requests.Session()
+    return DefaultFetcher({}, _session)
+
+
+def _load_v12(doc: Any, entry: Any, path: str, version: str) -> Any:
+    """Parse an already read v1.2 document (the chosen ``$graph`` entry, if any)."""
+    import cwl_utils.parser.cwl_v1_2 as v12
+
+    real = Path(path).resolve()
+    uri = real.as_uri()
+    options = LoadingOptions(fetcher=_fetcher(), fileuri=uri, baseuri=real.parent.as_uri())
+    target = doc
+    if "$graph" in doc:
+        target = entry
+        target["cwlVersion"] = version
+    return v12.load_document_by_yaml(target, uri, options)
+
+
 def _upgrade(doc: Any, path: str, fragment: str | None, version: str) -> Any:
     """Validate ``doc`` against its own version, then parse it upgraded to v1.2."""
     uri = path_to_uri(path)
@@ -242,10 +278,12 @@ def _load_uncached(path: str, fragment: str | None) -> LoadedDocument:
         )
     if fragment is None and "$graph" in doc:
         fragment = str(entry.get("id", "main")).lstrip("#")
-    uri = path_to_uri(path)
+    raw_ns = doc.get("$namespaces")
+    raw_ns = dict(raw_ns) if isinstance(raw_ns, Mapping) else None
+    raw_schemas = list(doc.get("$schemas") or [])
     try:
         if version == "v1.2":
-            process = cwl_utils.parser.load_document_by_uri(uri + (f"#{fragment}" if fragment else ""))
+            process = _load_v12(doc, entry, path, version)
         else:
             process = _upgrade(doc, path, fragment, version)
     except ValidationException as exc:
@@ -258,12 +296,11 @@ def _load_uncached(path: str, fragment: str | None) -> LoadedDocument:
         raise WorkflowDefinitionError(f"{path}: expected a single process, got a list of {len(process)}")
     options = process.loadingOptions
     namespaces = {str(k): str(v) for k, v in (options.namespaces or {}).items()}
-    raw_ns = doc.get("$namespaces")
-    if isinstance(raw_ns, Mapping):
+    if raw_ns is not None:
         namespaces.update({str(k): str(v) for k, v in raw_ns.items()})
-    schemas = [str(s) for s in (options.schemas or doc.get("$schemas") or [])]
+    schemas = [str(s) for s in (options.schemas or raw_schemas)]
     _check_types(process, path)
-    process_uri = str(process.id) if getattr(process, "id", None) else uri
+    process_uri = str(process.id) if getattr(process, "id", None) else path_to_uri(path)
     return LoadedDocument(
         process=process, uri=process_uri, cwl_version=version, namespaces=namespaces, schemas=schemas
     )

@@ -13,10 +13,10 @@ from streamflow.cwl.expression import ExpressionEvaluator, has_expression
 from streamflow.cwl.files import FileProblem, fill_object, list_directory, read_contents, secondary_files
 from streamflow.cwl.staging import walk_files
 from streamflow.cwl.types import SchemaIndex, TypeMismatch, check_value
-from streamflow.cwl.utils import checksum, is_file, path_to_uri, shortname, uri_to_path
+from streamflow.cwl.utils import Requirements, checksum, is_file, path_to_uri, shortname, uri_to_path
 from streamflow.errors import JobFailedError
 
-__all__ = ["collect_outputs", "finalize_files"]
+__all__ = ["collect_outputs", "finalize_files", "validate_workflow_outputs"]
 
 
 def finalize_files(value: Any, *, base_dir: str, default_listing: str = "deep_listing") -> None:
@@ -309,3 +309,30 @@ def _resolve_relative(value: Any, outdir: str) -> None:
         obj.pop("path", None)
 
     walk_files(value, visit)
+
+
+def validate_workflow_outputs(outputs: Mapping[str, Any], output_types: Mapping[str, Any]) -> str | None:
+    """Check a workflow's final output object against its declared output types.
+
+    Conditional steps and ``pickValue`` decide at run time what a workflow output holds,
+    so only the final object shows whether, say, ``all_non_null`` produced a list where a
+    ``string`` is declared, or a skipped step left ``null`` where a value is required.
+    Named types (``SchemaDefRequirement``) are not resolvable from the bare type and are
+    not checked.
+
+    Args:
+        outputs: output name -> value.
+        output_types: output name -> declared (plain) CWL type.
+
+    Returns:
+        None when every output matches, else what is wrong (naming the output).
+    """
+    index = SchemaIndex(Requirements([], []), [{"type": t} for t in output_types.values()])
+    for name, declared in output_types.items():
+        try:
+            check_value(outputs.get(name), declared, name, index, {}, null_any=True)
+        except TypeMismatch as exc:
+            if exc.reason.startswith("unknown type"):
+                continue
+            return f"workflow output '{exc.where}': {exc.reason}"
+    return None

@@ -18,6 +18,7 @@ from typing import Any
 
 from streamflow.cwl.expression import ExpressionEvaluator, has_expression
 from streamflow.cwl.files import fill_object
+from streamflow.cwl.hostpaths import HostPaths
 from streamflow.cwl.utils import (
     Requirements,
     fill_file_names,
@@ -190,6 +191,7 @@ def stage_initial_workdir(
     evaluator: ExpressionEvaluator,
     runtime: Mapping[str, Any],
     cwl_version: str = "v1.2",
+    host: HostPaths | None = None,
 ) -> list[str]:
     """Create the entries of ``InitialWorkDirRequirement`` in ``outdir``.
 
@@ -201,6 +203,7 @@ def stage_initial_workdir(
         runtime: the ``runtime`` object.
         cwl_version: the document's original version (non-string entries are
             JSON-serialised from v1.2 on).
+        host: where absolute entry names go (a container path emulated on the host).
 
     Returns:
         The paths of the staged files and directories (the sources of the links).
@@ -234,7 +237,7 @@ def stage_initial_workdir(
         if entry is None:
             continue
         if isinstance(entry, str):
-            target = _target(outdir, name)
+            target = _target(outdir, name, host)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(entry)
@@ -247,7 +250,7 @@ def stage_initial_workdir(
                 obj["location"] = path_to_uri(str(obj["path"]))
             if "basename" not in obj or not obj["basename"]:
                 fill_object(obj, base_dir=outdir, check=False)
-            target = _target(outdir, name or str(obj.get("basename")))
+            target = _target(outdir, name or str(obj.get("basename")), host)
             original = str(obj.get("location", ""))
             _stage_object(obj, target, writable=writable, inplace=inplace)
             if original and not original.startswith("_:"):
@@ -294,9 +297,12 @@ def _dirent(
     return (str(name) if name is not None else None, entry, writable)
 
 
-def _target(outdir: str, name: str | None) -> str:
+def _target(outdir: str, name: str | None, host: HostPaths | None = None) -> str:
     if not name:
         raise JobFailedError("InitialWorkDirRequirement: entry without a name")
+    mapped = host.target(name) if host is not None else None
+    if mapped is not None:
+        return mapped
     target = os.path.normpath(os.path.join(outdir, name))
     root = os.path.normpath(outdir)
     if target != root and not target.startswith(root + os.sep):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 
 from streamflow.cwl.commandline import build_command_line, join_shell
 from streamflow.cwl.expression import ExpressionEvaluator, has_expression
+from streamflow.cwl.hostpaths import HostPaths
 from streamflow.cwl.outputs import collect_outputs, finalize_files
 from streamflow.cwl.staging import colocate_inputs, materialize_literals, stage_initial_workdir, walk_files
 from streamflow.cwl.types import SchemaIndex, TypeMismatch, check_value
@@ -191,9 +193,9 @@ def check_requirements_supported(process: Any, requirements: list[Any]) -> None:
             raise UnsupportedRequirementError(f"{name}: unsupported requirement {cls!r}")
         if cls == "DockerRequirement":
             out_dir = plain(entry).get("dockerOutputDirectory")
-            if out_dir:
+            if out_dir and not os.path.isabs(str(out_dir)):
                 raise UnsupportedRequirementError(
-                    f"{name}: DockerRequirement.dockerOutputDirectory {out_dir!r} needs a container engine"
+                    f"{name}: DockerRequirement.dockerOutputDirectory {out_dir!r} must be an absolute path"
                 )
 
 
@@ -364,6 +366,7 @@ class PreparedJob:
     _index: SchemaIndex | None = field(default=None, repr=False)
     _streams: dict[str, str] = field(default_factory=dict, repr=False)
     _allowed: set[str] = field(default_factory=set, repr=False)
+    _host: HostPaths | None = field(default=None, repr=False)
 
 
 def prepare_job(
@@ -408,19 +411,32 @@ def prepare_job(
         return PreparedJob([], {}, outdir, None, None, None, None, runtime, inputs, outputs)
     if cls != "CommandLineTool":
         raise UnsupportedRequirementError(f"cannot execute a process of class {cls!r} here")
-    stage_dir = os.path.join(tmpdir, ".stage")
-    materialize_literals(inputs, stage_dir)
-    colocate_inputs(inputs, stage_dir)
-    staged = stage_initial_workdir(
-        reqs, inputs, outdir=outdir, evaluator=evaluator, runtime=runtime, cwl_version=cwl_version
-    )
-    parts = build_command_line(view, inputs, evaluator=evaluator, runtime=runtime, index=index)
+    docker = reqs.get("DockerRequirement")
+    host = HostPaths(outdir, (docker or {}).get("dockerOutputDirectory"),
+                     in_container="DockerRequirement" in reqs.requirements)
+    try:
+        host.link_output_directory()
+        runtime["outdir"] = host.runtime_outdir
+        stage_dir = os.path.join(tmpdir, ".stage")
+        materialize_literals(inputs, stage_dir)
+        colocate_inputs(inputs, stage_dir)
+        staged = stage_initial_workdir(
+            reqs, inputs, outdir=outdir, evaluator=evaluator, runtime=runtime, cwl_version=cwl_version,
+            host=host,
+        )
+        parts = build_command_line(view, inputs, evaluator=evaluator, runtime=runtime, index=index)
+    except BaseException:
+        host.cleanup()
+        raise
     if not parts:
+        host.cleanup()
         raise JobFailedError("the command line is empty (no baseCommand and no arguments)")
     if reqs.get("ShellCommandRequirement") is not None:
         command = ["/bin/sh", "-c", join_shell(parts)]
     else:
         command = [p.text for p in parts]
+        if docker is not None:
+            command = _image_entrypoint(docker, command)
     streams = {key: _stream(view, key, inputs, evaluator, runtime) for key in ("stdin", "stdout", "stderr")}
     paths = {key: os.path.join(outdir, name) if name is not None else None for key, name in streams.items()}
     for key in ("stdout", "stderr"):
@@ -442,6 +458,7 @@ def prepare_job(
         _index=index,
         _streams={k: v for k, v in streams.items() if v is not None and k != "stdin"},
         _allowed=_input_paths(inputs) | {os.path.realpath(p) for p in staged},
+        _host=host,
     )
 
 
@@ -529,16 +546,20 @@ async def execute_process(
     )
     if job.outputs is not None:
         return job.outputs
-    code = await run(
-        job.command,
-        environment=job.environment,
-        workdir=job.workdir,
-        stdin=job.stdin,
-        stdout=job.stdout,
-        stderr=job.stderr,
-        timeout=job.timeout,
-    )
-    return finish_job(job, code)
+    try:
+        code = await run(
+            job.command,
+            environment=job.environment,
+            workdir=job.workdir,
+            stdin=job.stdin,
+            stdout=job.stdout,
+            stderr=job.stderr,
+            timeout=job.timeout,
+        )
+        return finish_job(job, code)
+    finally:
+        if job._host is not None:
+            job._host.cleanup()
 
 
 def _input_paths(inputs: Mapping[str, Any]) -> set[str]:
@@ -587,6 +608,24 @@ def _run_expression_tool(
             raise JobFailedError(f"output '{exc.where}': {exc.reason}") from None
         result[name] = checked
     return result
+
+
+def _image_entrypoint(docker: Mapping[str, Any], command: list[str]) -> list[str]:
+    """Emulate the entry point of an official image when the command starts with an option.
+
+    The official images of a program (``bash``, ``python``, ``node``...) start it when the
+    container's command begins with ``-`` (their ``docker-entrypoint.sh`` runs
+    ``set -- <program> "$@"``), so ``baseCommand: [-c, ...]`` on ``docker.io/bash`` runs
+    ``bash -c ...``. Without a container the image cannot be inspected: the program is the
+    image's name, used only when it is an executable on this host's ``PATH``.
+    """
+    if not command or not command[0].startswith("-"):
+        return command
+    image = str(docker.get("dockerPull") or docker.get("dockerImageId") or "")
+    program = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    if program and shutil.which(program):
+        return [program, *command]
+    return command
 
 
 def _copy(value: Any) -> Any:

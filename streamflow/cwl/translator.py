@@ -171,6 +171,7 @@ class _Translator:
     def __init__(self, graph: WorkflowGraph, cwl_version: str, bindings: Callable[[str], str]) -> None:
         self.graph = graph
         self.cwl_version = cwl_version
+        self._versions: dict[int, str] = {}  # id(process loaded from its own file) -> cwlVersion
         self.bindings = bindings
         self._loaded: dict[str, Any] = {}
         self._stack: list[str] = []
@@ -231,7 +232,9 @@ class _Translator:
         from streamflow.cwl.loader import load_document
 
         try:
-            loaded = load_document(run).process
+            document = load_document(run)
+            loaded = document.process
+            self._versions[id(loaded)] = document.cwl_version
         except WorkflowDefinitionError as exc:
             raise WorkflowDefinitionError(
                 f"{_document(workflow)}: step '{shortname(step.id)}' field 'run': cannot load {run}: {exc}"
@@ -257,7 +260,7 @@ class _Translator:
             process=process,
             requirements=requirements,
             hints=hints,
-            cwl_version=self.cwl_version,
+            cwl_version=self._versions.get(id(process), self.cwl_version),
             target=self.bindings(path),
         )
         for input_name in declared:
@@ -546,7 +549,12 @@ class _Translator:
         run_inputs = {k: v for k, v in values.items() if k in declared}
         job_prefix = f"{path}/__job__" if scatter else path
         if isinstance(run, cwl.Workflow):
-            inner = self._workflow(run, path, run_inputs, run_requirements, run_hints)
+            outer_version = self.cwl_version
+            self.cwl_version = self._versions.get(id(run), outer_version)
+            try:
+                inner = self._workflow(run, path, run_inputs, run_requirements, run_hints)
+            finally:
+                self.cwl_version = outer_version
             results: dict[str, _Source] = {}
             for output_name in wanted:
                 source = inner[output_name]

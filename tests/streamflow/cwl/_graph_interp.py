@@ -20,6 +20,7 @@ from typing import Any
 from cwl_utils.expression import do_eval
 from cwl_utils.parser import save
 
+from streamflow.cwl.files import load_step_input
 from streamflow.cwl.utils import plain, requirement_class
 from streamflow.workflow.graph import (
     ConditionalStep,
@@ -175,6 +176,10 @@ class GraphInterpreter:
         elif isinstance(step, GatherStep):
             self._emit(step.outputs["value"], tag, obj["value"])
         elif isinstance(step, ValueFromStep):
+            obj = dict(obj)
+            for name in set(step.load_contents) | set(step.load_listing):
+                obj[name] = load_step_input(obj.get(name), contents=name in step.load_contents,
+                                            listing=step.load_listing.get(name))
             result = dict(obj)
             for name, expr in step.expressions.items():
                 result[name] = _evaluate(expr, obj, obj.get(name), step.requirements)
