@@ -150,11 +150,16 @@ class Actor(ABC):
         self._wake.set()
 
     async def _loop(self) -> None:
+        task = asyncio.current_task()
         with structlog.contextvars.bound_contextvars(run_id=self.ctx.run_id, actor=self.address):
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 await self.react()
+                # On Python 3.11 asyncio.wait_for (inside nats-py) can swallow a cancellation
+                # that arrives together with its result (CPython gh-86296): honour it here.
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
 
 
 class ActorHost:

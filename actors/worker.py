@@ -93,11 +93,14 @@ class Worker:
         ack_wait: seconds before the server redelivers a task without a heartbeat.
         shared_fs: whether this machine shares its filesystem with the rest of the run;
             when not, outputs are published to the object store for others to fetch.
+        runs: only run tasks of these runs (the workers of a ``streamflow run`` process,
+            which may exit as soon as its own run ends); None (agents): any run.
     """
 
     def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str,
                  concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT,
-                 shared_fs: bool = True) -> None:
+                 shared_fs: bool = True, runs: set[str] | None = None) -> None:
+        self.runs = runs
         self.ack_wait = ack_wait
         self.shared_fs = shared_fs
         self.log = log_
@@ -156,6 +159,10 @@ class Worker:
     async def handle(self, msg: Any) -> None:
         """Run one task message (see the module docstring)."""
         task = decode_task(msg.data)
+        if self.runs is not None and task.run_id not in self.runs:
+            # Another process's run: hand it back at once for its own workers (or agents).
+            await msg.nak(delay=0.05)
+            return
         delivery = int(msg.metadata.num_delivered or 1)
         subject = f"sf.ev.{task.run_id}.job.{task.job}"
         with structlog.contextvars.bound_contextvars(run_id=task.run_id, job=task.job, actor=f"worker:{self.name}"):

@@ -126,10 +126,16 @@ async def serve(idle: float) -> None:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        await nc.subscribe(SUBJECT, queue="runners", cb=_dispatch)
+        sub = await nc.subscribe(SUBJECT, queue="runners", cb=_dispatch)
         await nc.flush()
         while active or time.monotonic() - last < idle:  # noqa: ASYNC110 - an idle timer, polled
             await asyncio.sleep(0.5)
+        # Stop taking requests first; answer the ones already delivered, then leave.
+        await sub.unsubscribe()
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        while active or tasks:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
     pool.shutdown(wait=True)
 
 
@@ -150,6 +156,11 @@ async def _forward(argv: list[str]) -> dict[str, Any] | None:
     options, _ = await asyncio.to_thread(_shared_server_info, streamflow_home())
     nc = await nats.connect(servers=options.servers, token=options.token, connect_timeout=2,
                             max_reconnect_attempts=1, allow_reconnect=False)
+    async def _presence(msg: Any) -> None:
+        await msg.respond(b"here")
+
+    # Keep the shared server alive while this client waits for its answer.
+    await nc.subscribe("sf.presence", cb=_presence)
     try:
         payload = json.dumps({"argv": argv, "cwd": os.getcwd()}).encode()
         spawned = False
@@ -159,6 +170,8 @@ async def _forward(argv: list[str]) -> dict[str, Any] | None:
                 msg = await nc.request(SUBJECT, payload, timeout=24 * 3600)
                 result: dict[str, Any] = json.loads(msg.data)
                 return result
+            except (nats.errors.ConnectionClosedError, nats.errors.TimeoutError):
+                return None  # the daemon or the bus went away: run in-process instead
             except nats.errors.NoRespondersError:
                 if not spawned:
                     _spawn()

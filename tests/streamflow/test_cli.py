@@ -222,7 +222,7 @@ UNKNOWN_REQUIREMENT = TOOL.replace("baseCommand:", "requirements:\n  NoSuchRequi
 
 UNSUPPORTED_CASES = {
     "docker-output-directory": TOOL.replace(
-        "baseCommand:", "requirements:\n  DockerRequirement: {dockerPull: alpine, dockerOutputDirectory: /out}\n"
+        "baseCommand:", "requirements:\n  DockerRequirement: {dockerPull: alpine, dockerOutputDirectory: out}\n"
         "baseCommand:"),
     "operation": """\
         cwlVersion: v1.2
