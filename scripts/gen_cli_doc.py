@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ class _Captured(Exception):
 
 def runner_parser() -> argparse.ArgumentParser:
     """The ``streamflow-cwl-runner`` parser, without running anything."""
+    os.environ["STREAMFLOW_RUNNER_DAEMON"] = "0"  # parse here, never forward to a daemon
     build = getattr(cli, "build_runner_parser", None)
     if callable(build):
         parser = build()

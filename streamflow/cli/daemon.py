@@ -11,7 +11,8 @@ captures its stdout/stderr, and replies with them and the exit code. It exits af
 ``STREAMFLOW_RUNNER_IDLE`` seconds without requests (default 30), which also lets the
 shared embedded server stop when nobody else uses it.
 
-Set ``STREAMFLOW_RUNNER_DAEMON=0`` to always run in-process.
+It is opt-in while it matures: set ``STREAMFLOW_RUNNER_DAEMON=1`` to use it (without it,
+every invocation runs in-process).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def forward(argv: list[str]) -> int | None:
     Returns:
         The exit code, or None when the daemon could not be reached (run in-process).
     """
-    if os.environ.get("STREAMFLOW_RUNNER_DAEMON", "1") == "0" or os.environ.get("STREAMFLOW_NATS_URL"):
+    if os.environ.get("STREAMFLOW_RUNNER_DAEMON", "0") != "1" or os.environ.get("STREAMFLOW_NATS_URL"):
         return None
     if any(a in ("--version", "-h", "--help", "--validate") for a in argv):
         return None

@@ -192,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cwl_runner_main(argv: Sequence[str] | None = None, *, in_daemon: bool = False) -> int:
     """Entry point of ``streamflow-cwl-runner`` (the cwl-runner convention).
 
-    Unless ``in_daemon`` (or ``STREAMFLOW_RUNNER_DAEMON=0``), the command line is forwarded to
-    the warm runner daemon (:mod:`streamflow.cli.daemon`), which runs it through this same
+    With ``STREAMFLOW_RUNNER_DAEMON=1`` (and not ``in_daemon``), the command line is forwarded
+    to the warm runner daemon (:mod:`streamflow.cli.daemon`), which runs it through this same
     function; it falls back to running here when the daemon cannot be reached.
     """
     if not in_daemon:

@@ -39,6 +39,7 @@ def _failed_tests(outdir: Path) -> list[str]:
     return failed
 
 
+@pytest.mark.timeout(1500)
 def test_every_required_conformance_test_passes(tmp_path: Path) -> None:
     """Every test tagged ``required`` passes (the message lists the ones that did not)."""
     if not (SUITE / "conformance_tests.yaml").exists():
