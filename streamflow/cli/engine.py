@@ -275,8 +275,9 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         background.append(functools.partial(serve_metrics, log_.nc, log_, metrics_port, done))
     if workers > 0:
         for deployment in locations:
-            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs,
-                            runs={run_id})
+            # Workers serve every run's tasks (nak-ing other runs' tasks livelocked two concurrent
+            # runs: the server kept redelivering to the process that had just handed them back).
+            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs)
             background.append(functools.partial(worker.run, done))
     from actors.checkpoint_manager import CheckpointManager
 
