@@ -73,7 +73,6 @@ class SchedulerActor(Actor):
         self.allocations: dict[str, JobScheduled] = {}
         self.released: set[str] = set()
         self.used: dict[tuple[str, str], tuple[float, float]] = {}
-        self._prefix = f"sf.ev.{ctx.run_id}."
 
     def interested(self, record: Record) -> bool:
         return record.aggregate in ("step", "alloc", "job", "recovery")
@@ -108,10 +107,6 @@ class SchedulerActor(Actor):
             cores, memory = self.used.get(key, (0.0, 0.0))
             self.used[key] = (max(0.0, cores - alloc.cores), max(0.0, memory - alloc.memory))
 
-    def _used(self) -> dict[tuple[str, str], tuple[float, float]]:
-        """Cores and memory in use per (deployment, location), kept up to date by the fold."""
-        return self.used
-
     def _choose(self, request: JobRequested, used: dict[tuple[str, str], tuple[float, float]]) -> tuple[LocationCapacity, float, float] | None:
         candidates = self.locations.get(request.target)
         if not candidates:
@@ -136,7 +131,7 @@ class SchedulerActor(Actor):
     async def react(self) -> None:
         if not self.pending:
             return
-        used = self._used()
+        used = self.used
         smallest = min(r.cores for r in self.pending.values())
         for job, request in list(self.pending.items()):
             if self._full(used, smallest):

@@ -514,7 +514,6 @@ class ExecuteStepActor(StepActor):
         self.requested: dict[str, str] = {}  # job -> tag
         self.scheduled: dict[str, JobScheduled] = {}
         self.staged: dict[str, InputsStaged] = {}
-        self.job_inputs: dict[str, dict[str, Any]] = {}
         self.requests: dict[str, JobRequested] = {}
         self.results: dict[str, JobCompleted] = {}
         self.attempts: dict[str, int] = {}
