@@ -591,9 +591,14 @@ class ExecuteStepActor(StepActor):
                        inputs=staged.inputs if staged is not None and staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location, cores=scheduled.cores,
                        memory=scheduled.memory, generation=self.generation, restore=self.results[job].outputs)
-        await self.ctx.log.publish_task(task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
+        await self.ctx.log.publish_task(self._task_subject(scheduled.deployment), encode_task(task),
                                         f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))
+
+    def _task_subject(self, deployment: str) -> str:
+        """Where this host queues a deployment's tasks (``task_routes``: a private worker pool)."""
+        routes: dict[str, str] = self.ctx.settings.get("task_routes") or {}
+        return task_subject(routes.get(deployment, deployment), self.ctx.run_id)
 
     def _wake_tag(self, tag: str) -> None:
         self.dirty.add(tag)
@@ -687,7 +692,7 @@ class ExecuteStepActor(StepActor):
                        inputs=staged.inputs if staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location,
                        cores=scheduled.cores, memory=scheduled.memory, generation=self.generation)
-        await self.ctx.log.publish_task(task_subject(scheduled.deployment, self.ctx.run_id), encode_task(task),
+        await self.ctx.log.publish_task(self._task_subject(scheduled.deployment), encode_task(task),
                                         f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))
 

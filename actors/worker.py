@@ -41,10 +41,11 @@ from events.schema import (
     RunCompleted,
     RunFailed,
     RunResumed,
+    RunSubmitted,
 )
 from events.tasks import JobTask, decode_task
 from streamflow.cwl.inputs import fill_and_validate_inputs
-from streamflow.cwl.tool import execute_process
+from streamflow.cwl.tool import execute_process, tool_output
 from streamflow.data.objectstore import fetch_missing, publish_paths
 from streamflow.errors import (
     ConcurrencyError,
@@ -87,20 +88,25 @@ class Worker:
         log_: the event log.
         deployment: the deployment whose tasks it runs.
         graphs: returns the dataflow graph of a run (to find the process of a step).
-        workdir: base directory of the attempts' working directories.
+        workdir: base directory of the attempts' working directories (None: the one each
+            run recorded in its ``RunSubmitted``, for a worker sharing the submitter's machine).
         concurrency: how many jobs it runs at once.
         name: the worker's id in events.
         ack_wait: seconds before the server redelivers a task without a heartbeat.
         shared_fs: whether this machine shares its filesystem with the rest of the run;
             when not, outputs are published to the object store for others to fetch.
-        runs: only run tasks of these runs (the workers of a ``streamflow run`` process,
-            which may exit as soon as its own run ends); None (agents): any run.
+        inactive_threshold: seconds after which the server deletes the consumer once nobody
+            pulls from it (None: never; for the private pool of a short-lived process).
+        tool_output: where a run's tools write what they do not redirect (None: this
+            process's standard error), by run id.
     """
 
-    def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str,
+    def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str | None,
                  concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT,
-                 shared_fs: bool = True, runs: set[str] | None = None) -> None:
-        self.runs = runs
+                 shared_fs: bool = True, inactive_threshold: float | None = None,
+                 tool_output: Callable[[str], Callable[[bytes], None] | None] | None = None) -> None:
+        self.inactive_threshold = inactive_threshold
+        self.tool_output = tool_output
         self.ack_wait = ack_wait
         self.shared_fs = shared_fs
         self.log = log_
@@ -111,6 +117,8 @@ class Worker:
         self.name = name or f"{socket.gethostname()}/{os.getpid()}"
         self.running = 0
         self.completed = 0
+        self._workdirs: dict[str, str] = {}
+        self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
@@ -119,6 +127,7 @@ class Worker:
             ack_wait=self.ack_wait,
             max_ack_pending=-1,
             filter_subject=f"sf.task.{self.deployment}.>",
+            inactive_threshold=self.inactive_threshold,
         )
         return await self.log.js.pull_subscribe(f"sf.task.{self.deployment}.>", durable=consumer_name(self.deployment),
                                                 stream=TASKS_STREAM, config=config)
@@ -157,12 +166,21 @@ class Worker:
             slots.release()
 
     async def handle(self, msg: Any) -> None:
-        """Run one task message (see the module docstring)."""
+        """Run one task message (see the module docstring).
+
+        Stopped at any point before its result is recorded (cancel, Ctrl-C, the process
+        leaving), the task is handed back at once (``nak``) so that a resumed run or
+        another worker picks it up without waiting for ``ack_wait``.
+        """
+        try:
+            await self._handle(msg)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(msg.nak())
+            raise
+
+    async def _handle(self, msg: Any) -> None:
         task = decode_task(msg.data)
-        if self.runs is not None and task.run_id not in self.runs:
-            # Another process's run: hand it back at once for its own workers (or agents).
-            await msg.nak(delay=0.05)
-            return
         delivery = int(msg.metadata.num_delivered or 1)
         subject = f"sf.ev.{task.run_id}.job.{task.job}"
         with structlog.contextvars.bound_contextvars(run_id=task.run_id, job=task.job, actor=f"worker:{self.name}"):
@@ -173,7 +191,8 @@ class Worker:
             if last is not None and self._already_recorded(last[1].body, task):
                 await msg.ack()
                 return
-            workdir = Path(self.workdir) / task.run_id / task.job / f"{task.attempt}-{delivery}"
+            base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
+            workdir = Path(base) / task.run_id / task.job / f"{task.attempt}-{delivery}"
             try:
                 started = await self.log.append(
                     task.run_id, "job", task.job,
@@ -185,20 +204,25 @@ class Worker:
                 # Another worker owns this attempt now; the server will not redeliver an acked task.
                 await msg.ack()
                 return
-            heartbeat = asyncio.create_task(self._heartbeat(msg))
             begin = time.monotonic()
+            attempt = asyncio.create_task(self._execute(task, workdir, delivery))
+            finished = asyncio.Event()
+            heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished))
+            self._heartbeats.add(heartbeat)
+            heartbeat.add_done_callback(self._heartbeats.discard)
             try:
-                body = await self._execute(task, workdir, delivery)
+                body = await attempt
             except asyncio.CancelledError:
-                # Stopped mid-job (cancel, Ctrl-C, drain deadline): hand the task back at
-                # once so a resumed run or another worker picks it up without waiting.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(msg.nak())
-                raise
+                if not attempt.cancelled() or _cancelling():
+                    raise
+                # Stopped by the heartbeat: the run ended or was resumed meanwhile.
+                log.info("job_abandoned_run_over", attempt=task.attempt)
+                await msg.ack()
+                return
             finally:
+                finished.set()  # the heartbeat ends on its own (never waited for: see _heartbeat)
+                attempt.cancel()
                 heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
             if task.restore is not None and isinstance(body, JobCompleted):
                 body = await asyncio.to_thread(_restore_outputs, body, task.restore)
             body = _with_duration(body, time.monotonic() - begin)
@@ -217,6 +241,17 @@ class Worker:
             else:
                 log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
 
+    async def _run_workdir(self, run_id: str) -> str:
+        """The base working directory a run recorded when it was submitted."""
+        cached = self._workdirs.get(run_id)
+        if cached is None:
+            first = await self.log.first(f"sf.ev.{run_id}.wf")
+            body = first[1].body if first is not None else None
+            if not isinstance(body, RunSubmitted):
+                raise WorkflowDefinitionError(f"run {run_id}: no RunSubmitted event")
+            cached = self._workdirs[run_id] = body.workdir
+        return cached
+
     async def _obsolete(self, task: JobTask) -> bool:
         """Whether the run is over, or was resumed after this task was queued."""
         last = await self.log.last(f"sf.ev.{task.run_id}.wf")
@@ -233,11 +268,25 @@ class Worker:
             return body.attempt >= task.attempt or task.restore is None
         return isinstance(body, JobFailed) and body.attempt >= task.attempt
 
-    async def _heartbeat(self, msg: Any) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
+    async def _heartbeat(self, msg: Any, task: JobTask, attempt: asyncio.Task[Any],
+                         finished: asyncio.Event) -> None:
+        """Tell the server the task is in progress; stop the attempt once its run is over.
+
+        It ends when ``finished`` is set, not only when cancelled: on Python 3.11 a
+        cancellation arriving while nats-py waits for a reply can be lost (CPython
+        gh-86296), and a heartbeat that missed it must not live on.
+        """
+        while not finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self.ack_wait / 3)
+            if finished.is_set():
+                return
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+            with contextlib.suppress(Exception):
+                if await self._obsolete(task) and not finished.is_set():
+                    attempt.cancel()
+                    return
 
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
         from streamflow.cwl.utils import bus_safe
@@ -258,6 +307,8 @@ class Worker:
                 fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
                 hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version,
                 discover_secondary_files=False)
+            if self.tool_output is not None:
+                tool_output.set(self.tool_output(task.run_id))  # this attempt's own context
             outputs = await execute_process(
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
@@ -278,6 +329,11 @@ class Worker:
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _restore_outputs(body: JobCompleted, previous: dict[str, Any]) -> JobCompleted:

@@ -1,214 +1,371 @@
-"""A warm runner process for ``streamflow-cwl-runner``.
+"""The warm runner daemon behind ``streamflow-cwl-runner`` (see :mod:`streamflow.cli.runner`).
 
-A CWL runner is typically invoked once per workflow by test harnesses and pipelines
-(cwltest runs hundreds of them), and most of a short run's time would go to starting
-Python and importing the CWL stack. ``streamflow-cwl-runner`` therefore forwards its
-command line to a *runner daemon* on the shared embedded bus (request/reply on
-``sf.runner.exec``, queue group ``runners``), starting one if none answers. The daemon
-runs each request through the same code path as an in-process run (``_cmd_run``), in a
-small pool of threads (each with its own event loop and its own Node.js evaluator),
-captures its stdout/stderr, and replies with them and the exit code. It exits after
-``STREAMFLOW_RUNNER_IDLE`` seconds without requests (default 30), which also lets the
-shared embedded server stop when nobody else uses it.
+``python -m streamflow.cli.daemon SOCKET`` serves runner command lines on a Unix socket:
 
-It is opt-in while it matures: set ``STREAMFLOW_RUNNER_DAEMON=1`` to use it (without it,
-every invocation runs in-process).
+- one daemon per socket: it holds ``SOCKET.lock`` (``flock``) for its whole life; a second
+  one started at the same time finds the lock taken and exits;
+- each connection is one run, handled in a thread of its own with its own event loop
+  (through :func:`streamflow.cli.main.cwl_runner_main`, the code path of an in-process
+  run); relative paths are resolved against the client's directory, and what the run
+  writes to stdout and stderr is streamed back as it is written;
+- the ``__LOCAL__`` jobs of every run go to one private pool of executor workers on the
+  daemon's own loop and bus connection: its tasks are queued on a subject of its own
+  (``sf.task.<pool>.<run>``, the pool acting as a pseudo-deployment), so the pool runs
+  exactly the daemon's runs (with the daemon's ``PATH`` and settings, relaying tool output
+  to the right client), no other process takes them, and a run that ends never takes a
+  job of another run down with it, as per-run workers would. The routing is not recorded:
+  a resumed run queues its jobs for ``__LOCAL__``'s own workers;
+- a client that goes away before its run ends (killed, interrupted, timed out) gets its
+  run cancelled as Ctrl-C would (``RunCancelled``; resumable);
+- it keeps one connection to the shared embedded bus, so the server stays up between
+  runs, and exits after ``STREAMFLOW_RUNNER_IDLE`` seconds without a run (default 30) or
+  after ``STREAMFLOW_RUNNER_MAX_RUNS`` runs (default 2000; the next client starts a fresh
+  one): it first stops listening and removes its socket, then lets the runs it accepted
+  finish.
+
+Protocol: the client sends one JSON line ``{"argv": [...], "cwd": "..."}``; the daemon
+answers ``{"accepted": true}``, then any number of ``{"out": text}`` / ``{"err": text}``
+lines (the run's stdout and stderr) and ``{"tool": base64}`` lines (what its tools write
+without redirecting it, for the client's stderr), then ``{"exit": code}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import fcntl
 import io
 import json
 import os
-import subprocess
+import secrets
+import signal
+import socket
+import struct
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["SUBJECT", "forward", "serve"]
+__all__ = ["serve"]
 
-SUBJECT = "sf.runner.exec"
 _local = threading.local()
+#: The daemon's own output (its log file, where the client that started it pointed it).
+_daemon_log: TextIO = sys.__stderr__ or io.StringIO()
+
+
+class _Connection:
+    """One client: frames are written from the run's thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.gone = False
+
+    def send(self, frame: dict[str, Any]) -> None:
+        data = json.dumps(frame).encode() + b"\n"
+        with self.lock:
+            if self.gone:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.gone = True
 
 
 class _ThreadStream(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` replacement writing to the current thread's buffer."""
+    """``sys.stdout``/``sys.stderr``: the current run's client, else the daemon's log."""
 
-    def __init__(self, name: str, fallback: TextIO | None) -> None:
-        self.name = name
+    def __init__(self, key: str, fallback: TextIO) -> None:
+        self.key = key
         self.fallback = fallback
 
     def write(self, text: str) -> int:
-        buffer = getattr(_local, self.name, None)
-        if buffer is None:
-            return self.fallback.write(text) if self.fallback is not None else len(text)
-        buffer.write(text)
+        connection: _Connection | None = getattr(_local, "connection", None)
+        if connection is None:
+            return self.fallback.write(text)
+        if text:
+            connection.send({self.key: text})
         return len(text)
 
     def flush(self) -> None:
-        return None
+        if getattr(_local, "connection", None) is None:
+            self.fallback.flush()
 
     def isatty(self) -> bool:
         return False
 
     def fileno(self) -> int:
-        # Subprocesses (tools) inherit the daemon's own stream (null when detached).
-        if self.fallback is None:
-            raise io.UnsupportedOperation("fileno")
         return self.fallback.fileno()
 
 
-def _absolute_args(argv: list[str], cwd: str) -> list[str]:
-    """Make the paths of a runner command line absolute (the daemon has its own cwd)."""
-    result = []
-    for arg in argv:
-        if arg.startswith(("--outdir=", "--workdir=")):
-            key, value = arg.split("=", 1)
-            result.append(f"{key}={os.path.join(cwd, value)}")
-        elif not arg.startswith("-") and os.path.exists(os.path.join(cwd, arg.split("#")[0])):
-            result.append(os.path.join(cwd, arg))
-        else:
-            result.append(arg)
-    return result
+def _peer_uid(sock: socket.socket) -> int | None:
+    so_peercred = getattr(socket, "SO_PEERCRED", None)
+    if so_peercred is None:
+        return None  # not Linux: the socket's private directory is the only guard
+    data = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", data)
+    return int(uid)
 
 
-def _run_one(argv: list[str]) -> dict[str, Any]:
-    from streamflow.cli.main import cwl_runner_main
+def _read_request(sock: socket.socket) -> dict[str, Any] | None:
+    sock.settimeout(10)
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+        if len(data) > 16 * 1024 * 1024:
+            return None
+    sock.settimeout(None)
+    request = json.loads(data.split(b"\n", 1)[0])
+    if not isinstance(request, dict) or not isinstance(request.get("argv"), list) or \
+            not isinstance(request.get("cwd"), str):
+        return None
+    return request
 
-    _local.stdout, _local.stderr = io.StringIO(), io.StringIO()
-    try:
-        code = cwl_runner_main(argv, in_daemon=True)
-    except SystemExit as exc:  # argparse errors
-        code = int(exc.code) if isinstance(exc.code, int) else 2
-    except Exception as exc:  # the daemon must answer whatever happens to one run
-        print(f"streamflow: internal error: {exc!r}", file=sys.stderr)
-        code = 1
-    out, err = _local.stdout.getvalue(), _local.stderr.getvalue()
-    _local.stdout = _local.stderr = None
-    return {"code": code, "stdout": out, "stderr": err}
+
+class _Daemon:
+    def __init__(self, path: str, lock_fd: int, idle: float, max_runs: int) -> None:
+        self.path = path
+        self.lock_fd: int | None = lock_fd
+        self.idle = idle
+        self.max_runs = max_runs
+        self.lock = threading.Lock()
+        self.active = 0
+        self.accepted = 0
+        self.last = time.monotonic()
+        self.listener: socket.socket | None = None
+        self.inode = 0
+        self.clients: dict[str, _Connection] = {}  # run id -> the client that submitted it
+        self.pool = f"__runner_{os.getpid()}_{secrets.token_hex(3)}__"
+        self.closing = threading.Event()
+
+    # -- connections (threads) -------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self.listener is not None
+        while not self.closing.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.closing.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            with self.lock:
+                if self.closing.is_set():
+                    sock.close()
+                    return
+                self.active += 1
+                self.accepted += 1
+            threading.Thread(target=self._serve_one, args=(sock,), daemon=True, name="runner").start()
+
+    def _serve_one(self, sock: socket.socket) -> None:
+        try:
+            with sock:
+                uid = _peer_uid(sock)
+                if uid is not None and uid != os.getuid():
+                    return
+                request = _read_request(sock)
+                if request is None:
+                    return
+                connection = _Connection(sock)
+                connection.send({"accepted": True})
+                code = self._run(connection, request)
+                connection.send({"exit": code})
+        except Exception as exc:  # one bad client must not take the daemon down
+            _daemon_log.write(f"runner daemon: request failed: {exc!r}\n")
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.last = time.monotonic()
+
+    def _run(self, connection: _Connection, request: dict[str, Any]) -> int:
+        from streamflow.cli.engine import Interrupt
+        from streamflow.cli.main import RunnerContext, cwl_runner_main
+
+        interrupt = Interrupt()
+        finished = threading.Event()
+
+        def _watch() -> None:
+            # The client sends nothing after its request: end of stream means it is gone.
+            with contextlib.suppress(OSError):
+                connection.sock.recv(1)
+            if not finished.is_set():
+                connection.gone = True
+                interrupt.fire("the runner client went away (killed, interrupted or timed out)")
+
+        threading.Thread(target=_watch, daemon=True, name="runner-watch").start()
+        _local.connection = connection
+        runs: list[str] = []
+
+        def _on_run(run_id: str) -> None:
+            runs.append(run_id)
+            self.clients[run_id] = connection
+
+        try:
+            return cwl_runner_main([str(a) for a in request["argv"]],
+                                   runner=RunnerContext(cwd=request["cwd"], interrupt=interrupt,
+                                                        tmpdir=request.get("tmpdir") or None, on_run=_on_run,
+                                                        pool=self.pool))
+        except SystemExit as exc:  # argparse: usage errors, --help
+            return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        except Exception as exc:
+            print(f"streamflow: internal error: {exc!r}", file=sys.stderr)
+            return 1
+        finally:
+            finished.set()
+            _local.connection = None
+            for run_id in runs:
+                self.clients.pop(run_id, None)
+
+    def tool_output(self, run_id: str) -> Callable[[bytes], None] | None:
+        """Where the tools of a run write what they do not redirect: its client's stderr."""
+        connection = self.clients.get(run_id)
+        if connection is None:
+            return None
+
+        def _send(chunk: bytes) -> None:
+            connection.send({"tool": base64.b64encode(chunk).decode("ascii")})
+
+        return _send
+
+    # -- life cycle (main thread) ----------------------------------------------------------
+
+    def _should_close(self) -> bool:
+        with self.lock:
+            if self.accepted >= self.max_runs:
+                return True
+            return self.active == 0 and time.monotonic() - self.last >= self.idle
+
+    def _close_listener(self) -> None:
+        with self.lock:
+            self.closing.set()
+        assert self.listener is not None
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self.inode:  # not a successor's socket
+                os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        # A successor may start now, while the runs accepted here finish.
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    async def main(self) -> None:
+        from actors.worker import Worker
+        from events.log import EventLog
+        from streamflow.bus import BusOptions, open_bus
+        from streamflow.cli.engine import load_graph
+        from streamflow.workflow.graph import WorkflowGraph
+
+        async with open_bus(BusOptions(name="streamflow-runner-daemon")) as nc:
+            log_ = EventLog(nc)
+            await log_.setup()
+
+            async def _graphs(run_id: str) -> WorkflowGraph:
+                return await load_graph(log_, run_id)
+
+            concurrency = int(os.environ.get("STREAMFLOW_RUNNER_JOBS") or max(4, 2 * (os.cpu_count() or 1)))
+            # workdir=None: each job runs under the working directory its run recorded.
+            pool = Worker(log_, self.pool, _graphs, workdir=None, concurrency=concurrency,
+                          name=f"{socket.gethostname()}/{os.getpid()}/runner", tool_output=self.tool_output,
+                          inactive_threshold=3600)
+            stop = asyncio.Event()
+            workers = asyncio.create_task(pool.run(stop))
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+            self._bind()
+            accept = threading.Thread(target=self._accept_loop, daemon=True, name="runner-accept")
+            accept.start()
+            try:
+                while not self._should_close():
+                    if workers.done():
+                        break  # the pool failed: stop taking runs it would not serve
+                    await asyncio.sleep(0.2)
+            finally:
+                self._close_listener()
+                # The runs already accepted still need the pool.
+                while self.active:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await workers
+                await _remove_pool(log_, self.pool)
+
+    def _bind(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # a stale socket: whoever made it is gone (we hold the lock)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o077)
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(old)
+        self.inode = os.stat(self.path).st_ino
+        listener.listen(128)
+        listener.settimeout(0.2)
+        self.listener = listener
 
 
-async def serve(idle: float) -> None:
-    """Answer runner requests until ``idle`` seconds pass without one."""
-    from streamflow.bus import BusOptions, open_bus
+async def _remove_pool(log_: Any, pool: str) -> None:
+    """Delete the pool's consumer and whatever is left on its queue (nothing, normally)."""
+    from actors.worker import consumer_name
+    from events.log import TASKS_STREAM
 
-    sys.stdout = _ThreadStream("stdout", sys.__stdout__)
-    sys.stderr = _ThreadStream("stderr", sys.__stderr__)
-    # Warm the imports every run needs.
+    with contextlib.suppress(Exception):
+        await log_.js.delete_consumer(TASKS_STREAM, consumer_name(pool))
+    with contextlib.suppress(Exception):
+        await log_.js.purge_stream(TASKS_STREAM, subject=f"sf.task.{pool}.>")
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: write the stack of every task of the daemon's loop to its log (debugging)."""
+    for task in asyncio.all_tasks():
+        _daemon_log.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
+        task.print_stack(file=_daemon_log)
+    _daemon_log.flush()
+
+
+def serve(path: str, *, idle: float, max_runs: int) -> int:
+    """Serve runner requests on ``path`` until idle; 0 also when another daemon owns it."""
+    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    for attempt in range(10):
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            # Another daemon serves this socket (or a client is probing the lock briefly).
+            if attempt == 9:
+                os.close(lock_fd)
+                return 0
+            time.sleep(0.02)
+    sys.stdout = _ThreadStream("out", _daemon_log)
+    sys.stderr = _ThreadStream("err", _daemon_log)
+    # Warm the imports every run needs before taking the first one.
     import streamflow.cli.engine
+    import streamflow.cli.main
     import streamflow.cwl.translator  # noqa: F401
 
-    pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="runner")
-    last = time.monotonic()
-    active = 0
-    loop = asyncio.get_running_loop()
-
-    async def _handle(msg: Any) -> None:
-        nonlocal last, active
-        active += 1
-        try:
-            request = json.loads(msg.data)
-            argv = _absolute_args(list(request["argv"]), request["cwd"])
-            reply = await loop.run_in_executor(pool, _run_one, argv)
-            await msg.respond(json.dumps(reply).encode())
-        finally:
-            active -= 1
-            last = time.monotonic()
-
-    async with open_bus(BusOptions(name="streamflow-runner-daemon")) as nc:
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def _dispatch(msg: Any) -> None:
-            task = loop.create_task(_handle(msg))  # requests run concurrently
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        sub = await nc.subscribe(SUBJECT, queue="runners", cb=_dispatch)
-        await nc.flush()
-        while active or time.monotonic() - last < idle:  # noqa: ASYNC110 - an idle timer, polled
-            await asyncio.sleep(0.5)
-        # Stop taking requests first; answer the ones already delivered, then leave.
-        await sub.unsubscribe()
-        await nc.flush()
-        await asyncio.sleep(0.2)
-        while active or tasks:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-    pool.shutdown(wait=True)
-
-
-def _spawn() -> None:
-    subprocess.Popen(
-        [sys.executable, "-m", "streamflow.cli.daemon"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env=dict(os.environ),
-    )
-
-
-async def _forward(argv: list[str]) -> dict[str, Any] | None:
-    import nats
-    import nats.errors
-
-    from streamflow.bus import _shared_server_info, streamflow_home
-
-    options, _ = await asyncio.to_thread(_shared_server_info, streamflow_home())
-    nc = await nats.connect(servers=options.servers, token=options.token, connect_timeout=2,
-                            max_reconnect_attempts=1, allow_reconnect=False)
-    async def _presence(msg: Any) -> None:
-        await msg.respond(b"here")
-
-    # Keep the shared server alive while this client waits for its answer.
-    await nc.subscribe("sf.presence", cb=_presence)
+    daemon = _Daemon(path, lock_fd, idle, max_runs)
     try:
-        payload = json.dumps({"argv": argv, "cwd": os.getcwd()}).encode()
-        spawned = False
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                msg = await nc.request(SUBJECT, payload, timeout=24 * 3600)
-                result: dict[str, Any] = json.loads(msg.data)
-                return result
-            except (nats.errors.ConnectionClosedError, nats.errors.TimeoutError):
-                return None  # the daemon or the bus went away: run in-process instead
-            except nats.errors.NoRespondersError:
-                if not spawned:
-                    _spawn()
-                    spawned = True
-                await asyncio.sleep(0.05)
-        return None
+        asyncio.run(daemon.main())
     finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
-def forward(argv: list[str]) -> int | None:
-    """Run a ``streamflow-cwl-runner`` command line in the warm daemon.
-
-    Returns:
-        The exit code, or None when the daemon could not be reached (run in-process).
-    """
-    if os.environ.get("STREAMFLOW_RUNNER_DAEMON", "0") != "1" or os.environ.get("STREAMFLOW_NATS_URL"):
-        return None
-    if any(a in ("--version", "-h", "--help", "--validate") for a in argv):
-        return None
-    if not any(a == "--workdir" or a.startswith("--workdir=") for a in argv):
-        import tempfile
-
-        argv = [f"--workdir={os.path.join(tempfile.gettempdir(), 'streamflow-jobs')}", *argv]
-    try:
-        result = asyncio.run(_forward(argv))
-    except Exception:  # no bus, no daemon: fall back to an in-process run
-        return None
-    if result is None:
-        return None
-    sys.stdout.write(result["stdout"])
-    sys.stderr.write(result["stderr"])
-    sys.stdout.flush()
-    return int(result["code"])
+        daemon.closing.set()
+        daemon._release_lock()
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(float(os.environ.get("STREAMFLOW_RUNNER_IDLE", "30"))))
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m streamflow.cli.daemon SOCKET")
+    sys.exit(serve(sys.argv[1], idle=float(os.environ.get("STREAMFLOW_RUNNER_IDLE", "30")),
+                   max_runs=int(os.environ.get("STREAMFLOW_RUNNER_MAX_RUNS", "2000"))))

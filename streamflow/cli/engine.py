@@ -16,6 +16,8 @@ import os
 import secrets
 import signal
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ from streamflow.workflow.graph import WorkflowGraph
 
 __all__ = [
     "ACTOR_GROUPS",
+    "Interrupt",
     "PreparedRun",
     "ReusableJob",
     "RunOptions",
@@ -76,6 +79,43 @@ def new_run_id() -> str:
     return "r" + secrets.token_hex(6)
 
 
+class Interrupt:
+    """Stops a run from another thread, as Ctrl-C would (the run stays resumable).
+
+    The runner daemon (:mod:`streamflow.cli.daemon`) runs each client's run in a thread of
+    its own; when the client goes away (killed, interrupted, timed out) it fires the run's
+    ``Interrupt``. Firing before the run is bound (still loading) is remembered.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+        self.fired = False
+        self.reason = "interrupted"
+
+    def bind(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``loop`` when fired (at once if it already was)."""
+        with self._lock:
+            self._target = (loop, callback)
+            fired = self.fired
+        if fired:
+            loop.call_soon_threadsafe(callback)
+
+    def unbind(self) -> None:
+        with self._lock:
+            self._target = None
+
+    def fire(self, reason: str = "interrupted") -> None:
+        """Stop the run (thread-safe; idempotent); ``reason`` goes into ``RunCancelled``."""
+        with self._lock:
+            first, self.fired = not self.fired, True
+            if first:
+                self.reason = reason
+            target = self._target
+        if first and target is not None:
+            target[0].call_soon_threadsafe(target[1])
+
+
 @dataclass
 class RunOptions:
     """Options of ``streamflow run``.
@@ -90,6 +130,10 @@ class RunOptions:
         workdir: base directory of job working directories.
         retry: the failure manager's retry policy.
         validate_only: stop after validation and translation.
+        interrupt: lets another thread stop the run (the runner daemon).
+        task_routes: deployment -> the worker pool whose queue gets its tasks instead (the
+            runner daemon's private pool); kept by this process only, not recorded: a
+            resumed run queues them for the deployment's own workers again.
     """
 
     workflow: str
@@ -108,6 +152,8 @@ class RunOptions:
     metrics_port: int | None = None
     groups: set[str] | None = None
     shared_fs: bool = True
+    interrupt: Interrupt | None = None
+    task_routes: dict[str, str] | None = None
 
 
 @dataclass
@@ -141,8 +187,11 @@ class RunResult:
     error_type: str = ""
 
 
-def prepare(workflow: str, job: str | None) -> PreparedRun:
+def prepare(workflow: str, job: str | None, *, cwd: str | None = None) -> PreparedRun:
     """Load, validate and translate a CWL document with its inputs.
+
+    ``cwd`` is the directory relative inputs of a run without a job document are resolved
+    against (default: the current directory).
 
     Raises:
         WorkflowDefinitionError: invalid document or inputs (exit code 2).
@@ -161,7 +210,7 @@ def prepare(workflow: str, job: str | None) -> PreparedRun:
     # recorded inputs so that every host's translation (resume, agents) sees them too.
     requirements, hints = root_requirements(process, job_order)
     check_requirements_supported(process, requirements)
-    base_dir = str(Path(job).resolve().parent) if job else os.getcwd()
+    base_dir = str(Path(job).resolve().parent) if job else (cwd or os.getcwd())
     inputs = fill_and_validate_inputs(process, job_order, requirements=requirements, hints=hints,
                                       base_dir=base_dir, cwl_version=loaded.cwl_version,
                                       namespaces=loaded.namespaces)
@@ -214,7 +263,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                       settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
                       progress: bool = False, metrics_port: int | None = None,
                       groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
-                      shared_fs: bool = True) -> RunResult:
+                      shared_fs: bool = True, interrupt: Interrupt | None = None) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
     Args:
@@ -233,6 +282,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         metrics_port: serve Prometheus metrics on this port.
         groups: which actor groups to host (:data:`ACTOR_GROUPS`; None: all of them).
         extra_leases: group leases to renew while hosting.
+        shared_fs: whether the workers here share the filesystem with the rest of the run.
+        interrupt: lets another thread stop the run as Ctrl-C would.
 
     Returns:
         How the run ended.
@@ -293,7 +344,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
             done.set()
             return
         interrupted = True
-        supervisor.cancel_reason = "interrupted (SIGINT/SIGTERM)"
+        supervisor.cancel_reason = (interrupt.reason if interrupt is not None and interrupt.fired
+                                    else "interrupted (SIGINT/SIGTERM)")
         supervisor.wake()
 
     installed = []
@@ -302,10 +354,14 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
             loop.add_signal_handler(sig, _interrupt)
             installed.append(sig)
         except (NotImplementedError, RuntimeError):
-            pass
+            pass  # not the main thread (the runner daemon): ``interrupt`` stands in
+    if interrupt is not None:
+        interrupt.bind(loop, _interrupt)
     try:
         await host.run(done)
     finally:
+        if interrupt is not None:
+            interrupt.unbind()
         for sig in installed:
             loop.remove_signal_handler(sig)
         for held in ([lease] if lease is not None else []) + list(extra_leases or []):
@@ -345,7 +401,15 @@ async def group_leases(log_: EventLog, run_id: str, groups: set[str] | None) -> 
     return [await acquire_lease(log_.js, f"{run_id}.{group}") for group in sorted(groups - {"supervisor"})]
 
 
-_graph_cache: dict[str, WorkflowGraph] = {}
+_graph_cache: OrderedDict[str, WorkflowGraph] = OrderedDict()
+_GRAPH_CACHE_SIZE = 64  # a long-lived process (agent, runner daemon) serves many runs
+
+
+def _cache_graph(run_id: str, graph: WorkflowGraph) -> None:
+    _graph_cache[run_id] = graph
+    _graph_cache.move_to_end(run_id)
+    while len(_graph_cache) > _GRAPH_CACHE_SIZE:
+        _graph_cache.popitem(last=False)
 
 
 async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
@@ -354,8 +418,9 @@ async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
     Raises:
         RunNotFoundError: the run is not in the log.
     """
-    if run_id in _graph_cache:
-        return _graph_cache[run_id]
+    cached = _graph_cache.get(run_id)
+    if cached is not None:
+        return cached
     first = await log_.first(run_subject(run_id, "wf"))
     if first is None or not isinstance(first[1].body, RunSubmitted):
         raise RunNotFoundError(f"no run {run_id!r} in the event log")
@@ -369,7 +434,7 @@ async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
         from streamflow.cli.config_run import apply_bindings, load_config_run
 
         apply_bindings(graph, load_config_run(submitted.config))
-    _graph_cache[run_id] = graph
+    _cache_graph(run_id, graph)
     return graph
 
 
@@ -410,11 +475,13 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             announce(run_id)
         await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
                           producer="cli", key="started")
-        _graph_cache[run_id] = prepared.graph
+        _cache_graph(run_id, prepared.graph)
         hosted = options.groups
         lease = await acquire_lease(log_.js, run_id) if hosted is None or "supervisor" in hosted else None
         extra = await group_leases(log_, run_id, hosted)
         settings: dict[str, Any] = {"generation": 0}
+        if options.task_routes:
+            settings["task_routes"] = dict(options.task_routes)
         if options.rerun_of:
             settings["reuse"] = await reuse_index(log_, options.rerun_of)
         epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
@@ -426,7 +493,7 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
                                  retry=options.retry, settings=settings, epoch=epoch, lease=lease,
                                  locations=options.locations, progress=options.progress,
                                  metrics_port=options.metrics_port, groups=hosted, extra_leases=extra,
-                                 shared_fs=options.shared_fs)
+                                 shared_fs=options.shared_fs, interrupt=options.interrupt)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,

@@ -13,8 +13,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,7 +29,10 @@ from streamflow.errors import (
     WorkflowDefinitionError,
 )
 
-__all__ = ["cwl_runner_main", "main"]
+if TYPE_CHECKING:
+    from streamflow.cli.engine import Interrupt
+
+__all__ = ["RunnerContext", "cwl_runner_main", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -189,19 +193,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
-def cwl_runner_main(argv: Sequence[str] | None = None, *, in_daemon: bool = False) -> int:
-    """Entry point of ``streamflow-cwl-runner`` (the cwl-runner convention).
+@dataclass(frozen=True)
+class RunnerContext:
+    """A command line run by the runner daemon on behalf of a client.
 
-    With ``STREAMFLOW_RUNNER_DAEMON=1`` (and not ``in_daemon``), the command line is forwarded
-    to the warm runner daemon (:mod:`streamflow.cli.daemon`), which runs it through this same
-    function; it falls back to running here when the daemon cannot be reached.
+    Attributes:
+        cwd: the client's working directory (relative paths are resolved against it).
+        interrupt: fired when the client goes away.
+        tmpdir: the client's ``$TMPDIR`` (default base of job working directories).
+        on_run: called with the run id once the run is recorded.
+        pool: the daemon's private worker pool (a pseudo-deployment) that runs the jobs
+            of ``__LOCAL__``.
     """
-    if not in_daemon:
-        from streamflow.cli.daemon import forward
 
-        forwarded = forward(list(argv) if argv is not None else sys.argv[1:])
-        if forwarded is not None:
-            return forwarded
+    cwd: str
+    interrupt: Interrupt
+    tmpdir: str | None = None
+    on_run: Callable[[str], None] | None = None
+    pool: str | None = None
+
+
+def cwl_runner_main(argv: Sequence[str] | None = None, *, runner: RunnerContext | None = None) -> int:
+    """Run a ``streamflow-cwl-runner`` command line here (the cwl-runner convention).
+
+    The console script is :func:`streamflow.cli.runner.main`, which forwards the command
+    line to the warm runner daemon; the daemon (and the client, when no daemon can serve
+    it) runs it through this function.
+    """
     parser = argparse.ArgumentParser(prog="streamflow-cwl-runner", description="StreamFlow as a CWL runner.")
     parser.add_argument("--version", action="version", version=f"streamflow-cwl-runner {__version__}")
     _add_run_arguments(parser)
@@ -211,10 +229,27 @@ def cwl_runner_main(argv: Sequence[str] | None = None, *, in_daemon: bool = Fals
     args = parser.parse_args(argv)
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:
-        return _cmd_run(args, runner_style=True)
+        return _cmd_run(args, runner_style=True, runner=runner)
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+
+
+def _resolve_paths(args: argparse.Namespace, cwd: str, tmpdir: str | None) -> None:
+    """Resolve a daemon-run command line's paths against the client's directory."""
+
+    def _join(path: str | None) -> str | None:
+        if path is None or "://" in path:
+            return path
+        return os.path.join(cwd, os.path.expanduser(path))
+
+    args.workflow = _join(args.workflow)
+    args.job = _join(args.job)
+    args.outdir = _join(args.outdir)
+    if args.workdir:
+        args.workdir = _join(args.workdir)
+    elif tmpdir:
+        args.workdir = os.path.join(tmpdir, "streamflow-jobs")
 
 
 _BUS_NOT_READY = "JetStream is not available on the bus"
@@ -258,10 +293,12 @@ async def _with_lost_cancellations_redelivered(main: Any) -> Any:
         watchdog.cancel()
 
 
-def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
+def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerContext | None = None) -> int:
     from actors.failure_manager import RetrySettings
     from streamflow.cli.engine import RunOptions, prepare, submit_and_run
 
+    if runner is not None:
+        _resolve_paths(args, runner.cwd, runner.tmpdir)
     config_run = None
     workflow, job = args.workflow, args.job
     try:
@@ -270,7 +307,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         if is_streamflow_file(workflow):
             config_run = load_config_run(workflow)
             workflow, job = config_run.workflow, job or config_run.job
-        prepared = prepare(workflow, job)
+        prepared = prepare(workflow, job, cwd=runner.cwd if runner is not None else None)
         if config_run is not None:
             apply_bindings(prepared.graph, config_run)
     except UnsupportedRequirementError as exc:
@@ -305,9 +342,20 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool) -> int:
         metrics_port=getattr(args, "metrics_port", None),
         groups=groups,
         shared_fs=not getattr(args, "no_shared_fs", False),
+        # In the runner daemon, the daemon's worker pool runs every run's jobs.
+        interrupt=runner.interrupt if runner is not None else None,
     )
+    if runner is not None:
+        options.workers = 0
+        if runner.pool is not None:
+            options.task_routes = {"__LOCAL__": runner.pool}
+        if runner.interrupt.fired:
+            _err("interrupted")
+            return 130
 
     def _announce(run_id: str) -> None:
+        if runner is not None and runner.on_run is not None:
+            runner.on_run(run_id)
         if not args.quiet:
             print(f"streamflow: run {run_id}", file=sys.stderr)
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,11 @@ RunCommand = Callable[..., Awaitable[int]]
 ``timeout`` is in seconds or None. Implementations raise :class:`JobFailedError` (not
 retryable) when the time limit is exceeded.
 """
+
+#: Where a command's standard output and error go when the tool does not redirect them
+#: (None: this process's standard error). The runner daemon points it at the client
+#: whose run the job belongs to.
+tool_output: ContextVar[Callable[[bytes], None] | None] = ContextVar("tool_output", default=None)
 
 SUPPORTED_REQUIREMENTS = frozenset(
     {
@@ -93,8 +99,10 @@ async def local_run(
         environment: the complete environment of the command.
         workdir: the working directory.
         stdin: file to read standard input from (otherwise ``/dev/null``).
-        stdout: file to write standard output to (otherwise our standard error).
-        stderr: file to write standard error to (otherwise our standard error).
+        stdout: file to write standard output to (otherwise our standard error, or
+            :data:`tool_output`).
+        stderr: file to write standard error to (otherwise our standard error, or
+            :data:`tool_output`).
         timeout: seconds before the command is killed, or None.
 
     Returns:
@@ -104,10 +112,12 @@ async def local_run(
         JobFailedError: the time limit was exceeded (not retryable), or the command could not
             be started (exit code 127/126).
     """
+    sink = tool_output.get()
+    default: Any = asyncio.subprocess.PIPE if sink is not None else sys.stderr.fileno()
     with contextlib.ExitStack() as stack:
         stdin_f = stack.enter_context(open(stdin, "rb")) if stdin else asyncio.subprocess.DEVNULL
-        stdout_f = stack.enter_context(open(stdout, "wb")) if stdout else sys.stderr.fileno()
-        stderr_f = stack.enter_context(open(stderr, "wb")) if stderr else sys.stderr.fileno()
+        stdout_f = stack.enter_context(open(stdout, "wb")) if stdout else default
+        stderr_f = stack.enter_context(open(stderr, "wb")) if stderr else default
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -122,9 +132,14 @@ async def local_run(
             raise JobFailedError(f"command not found: {command[0]}", exit_code=127) from exc
         except PermissionError as exc:
             raise JobFailedError(f"command not executable: {command[0]}", exit_code=126) from exc
+        pumps = [asyncio.create_task(_pump(pipe, sink)) for pipe in (proc.stdout, proc.stderr)
+                 if pipe is not None and sink is not None]
         try:
             async with asyncio.timeout(timeout):
-                return await proc.wait()
+                code = await proc.wait()
+            if pumps:  # the rest of the output; a child left in the background may hold the pipe
+                await asyncio.wait(pumps, timeout=2)
+            return code
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
@@ -136,6 +151,14 @@ async def local_run(
             with contextlib.suppress(BaseException):
                 await asyncio.shield(proc.wait())
             raise
+        finally:
+            for pump in pumps:
+                pump.cancel()
+
+
+async def _pump(pipe: asyncio.StreamReader, sink: Callable[[bytes], None]) -> None:
+    while chunk := await pipe.read(65536):
+        sink(chunk)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -36,10 +36,9 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import structlog
-from nats.js import api
 
 from actors import worker as worker_module
-from actors.worker import Worker, consumer_name
+from actors.worker import Worker
 from events.log import EVENTS_STREAM, TASKS_STREAM, EventLog
 from streamflow.errors import BusError
 from streamflow.workflow.graph import WorkflowGraph
@@ -153,43 +152,6 @@ _TRANSIENT = (
 )
 
 
-class _AgentWorker(Worker):
-    """A :class:`Worker` whose ``ack_wait`` (and heartbeat period) is a parameter.
-
-    Drop this class once ``Worker`` takes ``ack_wait`` itself.
-    """
-
-    def __init__(self, *args: Any, ack_wait: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ack_wait = ack_wait
-
-    def _consumer_config(self) -> api.ConsumerConfig:
-        return api.ConsumerConfig(
-            name=consumer_name(self.deployment),
-            durable_name=consumer_name(self.deployment),
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
-            max_ack_pending=-1,
-            filter_subject=f"sf.task.{self.deployment}.>",
-        )
-
-    async def _subscribe(self) -> Any:
-        config = self._consumer_config()
-        # Create the consumer, or update its ack_wait if it exists (pull_subscribe alone
-        # keeps whatever configuration the first worker created it with). With a name and a
-        # filter, the request goes to $JS.API.CONSUMER.CREATE.SF_TASKS.<name>.<filter>, which
-        # an account's permissions can pin down.
-        await self.log.js.add_consumer(TASKS_STREAM, config=config)
-        return await self.log.js.pull_subscribe_bind(
-            durable=consumer_name(self.deployment), stream=TASKS_STREAM)
-
-    async def _heartbeat(self, msg: Any) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-
 class Agent:
     """Hosts one worker per deployment on one bus connection.
 
@@ -245,8 +207,8 @@ class Agent:
                     return await load_graph(log_, run_id)
 
                 self._pool = [
-                    _AgentWorker(log_, deployment, _graphs, workdir=self.workdir, concurrency=self.workers,
-                                 name=self.name, ack_wait=self.ack_wait, shared_fs=self.shared_fs)
+                    Worker(log_, deployment, _graphs, workdir=self.workdir, concurrency=self.workers,
+                           name=self.name, ack_wait=self.ack_wait, shared_fs=self.shared_fs)
                     for deployment in self.deployments
                 ]
                 log.info("agent_started", deployments=self.deployments, workers=self.workers,
