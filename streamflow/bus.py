@@ -334,9 +334,13 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
         if info_file.exists():
             try:
                 info = json.loads(info_file.read_text())
-                if _pid_alive(int(info["pid"])):
-                    with socket.create_connection(("127.0.0.1", int(info["port"])), timeout=1):
-                        return BusOptions(servers=[info["url"]], token=info["token"]), int(info["pid"])
+                pid = int(info["pid"])
+                if _pid_alive(pid):
+                    if _answers(int(info["port"])):
+                        return BusOptions(servers=[info["url"]], token=info["token"]), pid
+                    # Alive but deaf for several seconds: stop it before another server
+                    # opens the same store (two servers on one store would corrupt it).
+                    _stop_pid(pid)
             except (OSError, ValueError, KeyError):
                 pass
         server = EmbeddedServer(nats_dir / "jetstream")
@@ -347,6 +351,33 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
         with os.fdopen(fd, "w") as handle:
             json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token}, handle)
         return server.options(), pid
+
+
+def _answers(port: int, attempts: int = 5) -> bool:
+    """Whether a server accepts connections on ``port`` (a busy machine gets a few tries)."""
+    for attempt in range(attempts):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except ConnectionRefusedError:
+            return False
+        except OSError:
+            time.sleep(0.2 * attempt)
+    return False
+
+
+def _stop_pid(pid: int) -> None:
+    """SIGTERM a server process, SIGKILL it after 10 seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.asynccontextmanager
@@ -397,14 +428,7 @@ def _maybe_stop_shared(home: Path, pid: int) -> None:
             return
         if _other_clients(info):
             return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.02)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        _stop_pid(pid)
         with contextlib.suppress(OSError):
             (nats_dir / "server.json").unlink()
 
@@ -441,5 +465,9 @@ def _other_clients(info: dict[str, Any]) -> bool:
                     break
             # A "no responders" status (503) means nobody else listens on sf.presence.
             return b"503" not in data
+    except ConnectionRefusedError:
+        return False  # nothing listens there any more: nobody to protect
     except OSError:
-        return False
+        # A slow or busy server (a timeout under load): assume it is in use rather than
+        # stop it under its clients' feet.
+        return True

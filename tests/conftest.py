@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -64,3 +66,32 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeo
     code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def runner_daemon_pids(home: Path) -> list[int]:
+    """Pids of the live runner daemons of a StreamFlow home (written in their lock files)."""
+    pids = []
+    for lock in sorted((home / "runner").glob("*.lock")) if (home / "runner").exists() else []:
+        text = lock.read_text().strip()
+        if text.isdigit():
+            try:
+                os.kill(int(text), 0)
+            except OSError:
+                continue
+            pids.append(int(text))
+    return pids
+
+
+def stop_runner_daemons(home: Path, env: dict[str, str]) -> None:
+    """Stop a home's runner daemons (SIGTERM, then SIGKILL) and its embedded nats-server."""
+    for pid in runner_daemon_pids(home):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while runner_daemon_pids(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in runner_daemon_pids(home):
+        os.kill(pid, signal.SIGKILL)
+    stop = ("import json; from streamflow.bus import _maybe_stop_shared, streamflow_home; "
+            "info = json.loads((streamflow_home() / 'nats' / 'server.json').read_text()); "
+            "_maybe_stop_shared(streamflow_home(), int(info['pid']))")
+    subprocess.run([sys.executable, "-c", stop], env=env, capture_output=True, check=False, timeout=30)

@@ -17,6 +17,8 @@
   a resumed run queues its jobs for ``__LOCAL__``'s own workers;
 - a client that goes away before its run ends (killed, interrupted, timed out) gets its
   run cancelled as Ctrl-C would (``RunCancelled``; resumable);
+- SIGTERM (or SIGINT) cancels the runs in progress, as their clients' Ctrl-C would, and
+  the daemon leaves; SIGUSR1 writes the stacks of its loop's tasks to its log;
 - it keeps one connection to the shared embedded bus, so the server stays up between
   runs, and exits after ``STREAMFLOW_RUNNER_IDLE`` seconds without a run (default 30) or
   after ``STREAMFLOW_RUNNER_MAX_RUNS`` runs (default 2000; the next client starts a fresh
@@ -51,6 +53,7 @@ from typing import Any, TextIO
 __all__ = ["serve"]
 
 _local = threading.local()
+_BUS_LOST_AFTER = 10.0  # seconds without a bus connection before the daemon leaves
 #: The daemon's own output (its log file, where the client that started it pointed it).
 _daemon_log: TextIO = sys.__stderr__ or io.StringIO()
 
@@ -140,6 +143,8 @@ class _Daemon:
         self.listener: socket.socket | None = None
         self.inode = 0
         self.clients: dict[str, _Connection] = {}  # run id -> the client that submitted it
+        self.interrupts: set[Any] = set()  # of the runs in progress
+        self.terminating = False
         self.pool = f"__runner_{os.getpid()}_{secrets.token_hex(3)}__"
         self.closing = threading.Event()
 
@@ -163,7 +168,10 @@ class _Daemon:
                     return
                 self.active += 1
                 self.accepted += 1
+                last = self.accepted >= self.max_runs
             threading.Thread(target=self._serve_one, args=(sock,), daemon=True, name="runner").start()
+            if last:
+                return  # the main loop closes the listener: later clients reach a successor
 
     def _serve_one(self, sock: socket.socket) -> None:
         try:
@@ -191,6 +199,10 @@ class _Daemon:
 
         interrupt = Interrupt()
         finished = threading.Event()
+        with self.lock:
+            self.interrupts.add(interrupt)
+            if self.terminating:
+                interrupt.fire("the runner daemon was stopped (SIGTERM)")
 
         def _watch() -> None:
             # The client sends nothing after its request: end of stream means it is gone.
@@ -220,6 +232,8 @@ class _Daemon:
             return 1
         finally:
             finished.set()
+            with self.lock:
+                self.interrupts.discard(interrupt)
             _local.connection = None
             for run_id in runs:
                 self.clients.pop(run_id, None)
@@ -237,9 +251,17 @@ class _Daemon:
 
     # -- life cycle (main thread) ----------------------------------------------------------
 
+    def _terminate(self, reason: str = "the runner daemon was stopped (SIGTERM)") -> None:
+        """Cancel the runs in progress (resumable) and leave (SIGTERM, a lost bus)."""
+        with self.lock:
+            self.terminating = True
+            interrupts = list(self.interrupts)
+        for interrupt in interrupts:
+            interrupt.fire(reason)
+
     def _should_close(self) -> bool:
         with self.lock:
-            if self.accepted >= self.max_runs:
+            if self.terminating or self.accepted >= self.max_runs:
                 return True
             return self.active == 0 and time.monotonic() - self.last >= self.idle
 
@@ -281,15 +303,26 @@ class _Daemon:
                           inactive_threshold=3600)
             stop = asyncio.Event()
             workers = asyncio.create_task(pool.run(stop))
+            loop = asyncio.get_running_loop()
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+                loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+                loop.add_signal_handler(signal.SIGTERM, self._terminate)
+                loop.add_signal_handler(signal.SIGINT, self._terminate)
             self._bind()
             accept = threading.Thread(target=self._accept_loop, daemon=True, name="runner-accept")
             accept.start()
             try:
+                lost_since: float | None = None
                 while not self._should_close():
                     if workers.done():
                         break  # the pool failed: stop taking runs it would not serve
+                    # The bus gone for good (the embedded server stopped under us): leave, so
+                    # that the next client starts a daemon on a live bus.
+                    lost_since = None if nc.is_connected else (lost_since or time.monotonic())
+                    if lost_since is not None and time.monotonic() - lost_since > _BUS_LOST_AFTER:
+                        _daemon_log.write("runner daemon: lost the bus; leaving\n")
+                        self._terminate("the runner daemon lost its connection to the bus")
+                        break
                     await asyncio.sleep(0.2)
             finally:
                 self._close_listener()
@@ -299,7 +332,8 @@ class _Daemon:
                 stop.set()
                 with contextlib.suppress(Exception):
                     await workers
-                await _remove_pool(log_, self.pool)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_remove_pool(log_, self.pool), 10)
 
     def _bind(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -338,16 +372,19 @@ def _dump_tasks() -> None:
 def serve(path: str, *, idle: float, max_runs: int) -> int:
     """Serve runner requests on ``path`` until idle; 0 also when another daemon owns it."""
     lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    for attempt in range(10):
+    for attempt in range(50):
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except OSError:
-            # Another daemon serves this socket (or a client is probing the lock briefly).
-            if attempt == 9:
+            # Another daemon serves this socket, or is leaving it (it releases the lock
+            # once it stopped listening), or a client is probing the lock briefly.
+            if attempt == 49:
                 os.close(lock_fd)
                 return 0
             time.sleep(0.02)
+    os.ftruncate(lock_fd, 0)
+    os.write(lock_fd, f"{os.getpid()}\n".encode())  # who serves the socket (tests, operators)
     sys.stdout = _ThreadStream("out", _daemon_log)
     sys.stderr = _ThreadStream("err", _daemon_log)
     # Warm the imports every run needs before taking the first one.

@@ -193,6 +193,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
+def build_runner_parser() -> argparse.ArgumentParser:
+    """The ``streamflow-cwl-runner`` argument parser."""
+    parser = argparse.ArgumentParser(prog="streamflow-cwl-runner", description="StreamFlow as a CWL runner.")
+    parser.add_argument("--version", action="version", version=f"streamflow-cwl-runner {__version__}")
+    _add_run_arguments(parser)
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, help="jobs this process may run at once (ignored by the "
+                        "runner daemon, whose pool runs every run's jobs)")
+    add_bus_options(parser)
+    return parser
+
+
 @dataclass(frozen=True)
 class RunnerContext:
     """A command line run by the runner daemon on behalf of a client.
@@ -220,13 +232,7 @@ def cwl_runner_main(argv: Sequence[str] | None = None, *, runner: RunnerContext 
     line to the warm runner daemon; the daemon (and the client, when no daemon can serve
     it) runs it through this function.
     """
-    parser = argparse.ArgumentParser(prog="streamflow-cwl-runner", description="StreamFlow as a CWL runner.")
-    parser.add_argument("--version", action="version", version=f"streamflow-cwl-runner {__version__}")
-    _add_run_arguments(parser)
-    parser.add_argument("--run-id", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, help="jobs this process may run at once")
-    add_bus_options(parser)
-    args = parser.parse_args(argv)
+    args = build_runner_parser().parse_args(argv)
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:
         return _cmd_run(args, runner_style=True, runner=runner)

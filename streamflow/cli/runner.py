@@ -35,6 +35,7 @@ from typing import Any
 __all__ = ["daemon_socket", "main"]
 
 _SOURCE_PACKAGES = ("streamflow", "actors", "events")
+_MAX_SOCKET_PATH = 100  # bytes: sun_path holds 108 with its terminating NUL
 _START_TIMEOUT = 60.0  # seconds a client waits for a daemon it started to listen
 
 
@@ -73,13 +74,15 @@ def _private_dir(path: str) -> str:
 def daemon_socket() -> str:
     """The socket path of the daemon matching this process."""
     name = f"{_fingerprint()}.sock"
-    base = _private_dir(os.path.join(_private_dir(_home()), "runner"))
+    os.makedirs(_home(), mode=0o700, exist_ok=True)
+    base = _private_dir(os.path.join(_home(), "runner"))
     path = os.path.join(base, name)
-    if len(path.encode()) > 100:  # sun_path holds 108 bytes
-        import tempfile
-
-        base = _private_dir(os.path.join(tempfile.gettempdir(), f"streamflow-runner-{os.getuid()}"))
+    if len(path.encode()) > _MAX_SOCKET_PATH:
+        # A short, fixed place ($TMPDIR may be long too); the digest keeps homes apart.
+        base = _private_dir(f"/tmp/streamflow-runner-{os.getuid()}")
         path = os.path.join(base, name)
+        if len(path.encode()) > _MAX_SOCKET_PATH:
+            raise OSError(f"no socket path short enough for the runner daemon ({path})")
     return path
 
 
@@ -181,6 +184,8 @@ def _forward(argv: list[str]) -> int | None:
             sock = _wait_for(path, _spawn(path))
             spawned = True
             if sock is None:
+                print(f"streamflow: the runner daemon did not start (see {path[: -len('.sock')]}.log); "
+                      "running in-process", file=sys.stderr)
                 return None
         with sock:
             try:

@@ -1,9 +1,11 @@
-"""The ``required`` tests of the CWL v1.2 conformance suite, through ``streamflow-cwl-runner``.
+"""The whole CWL v1.2 conformance suite, through ``streamflow-cwl-runner``.
 
-Runs ``../shared/cwl-conformance.sh -t required -j 2 streamflow-cwl-runner`` end to end (the
-real runner, bus and engine, one process per test, as cwltest drives any CWL runner) with a
-private ``STREAMFLOW_HOME``, and asserts that every required test passes. Skipped when the
-suite (``../shared/cwl-v1.2``), the script or ``cwltest`` is not available.
+Runs ``../shared/cwl-conformance.sh -j 2 streamflow-cwl-runner`` end to end (the real
+runner client, its warm daemon, the bus and the engine, one client process per test, as
+cwltest drives any CWL runner) with a private ``STREAMFLOW_HOME``, and asserts that every
+test passes, but for the ones that need what the machine may lack: ``networkaccess``
+fetches a page from the Internet, so it may fail when this machine cannot reach it.
+Skipped when the suite (``../shared/cwl-v1.2``), the script or ``cwltest`` is not available.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import stop_runner_daemons
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
@@ -24,9 +29,9 @@ SUITE = SHARED / "cwl-v1.2"
 SCRIPT = SHARED / "cwl-conformance.sh"
 
 
-def _failed_tests(outdir: Path) -> list[str]:
-    """Ids listed under "failed" (and "unsupported": a required test may not be) in badges/required.md."""
-    badge = outdir / "badges" / "required.md"
+def _not_passed(outdir: Path, tag: str = "all") -> list[str]:
+    """Ids listed under "failed" or "unsupported" in ``badges/<tag>.md``."""
+    badge = outdir / "badges" / f"{tag}.md"
     if not badge.exists():
         return []
     failed: list[str] = []
@@ -39,9 +44,17 @@ def _failed_tests(outdir: Path) -> list[str]:
     return failed
 
 
+def _internet_reachable() -> bool:
+    try:
+        with socket.create_connection(("commonwl.org", 80), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.mark.timeout(1500)
-def test_every_required_conformance_test_passes(tmp_path: Path) -> None:
-    """Every test tagged ``required`` passes (the message lists the ones that did not)."""
+def test_the_conformance_suite_passes(tmp_path: Path) -> None:
+    """Every conformance test passes (the message lists the ones that did not)."""
     if not (SUITE / "conformance_tests.yaml").exists():
         pytest.skip(f"the CWL v1.2 conformance suite is not at {SUITE}")
     if not SCRIPT.exists():
@@ -53,17 +66,24 @@ def test_every_required_conformance_test_passes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     outdir = tmp_path / "conformance"
-    env = dict(os.environ, STREAMFLOW_HOME=str(home))
-    env.pop("STREAMFLOW_NATS_URL", None)  # a private embedded server, not a shared one
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "-t", "required", "-j", "2", "--timeout", "300",
-         "streamflow-cwl-runner", str(SUITE), str(outdir)],
-        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    env.update(STREAMFLOW_HOME=str(home), STREAMFLOW_RUNNER_IDLE="10")  # a private embedded bus and daemon
+    try:
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "-j", "2", "--timeout", "300", "streamflow-cwl-runner", str(SUITE), str(outdir)],
+            env=env, capture_output=True, text=True, timeout=1450, check=False)
+    finally:
+        stop_runner_daemons(home, env)
     summary = re.search(r"conformance: (\d+) passed, (\d+) failed, (\d+) unsupported of (\d+)", result.stdout)
     assert summary is not None, f"no summary (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    print(result.stdout)  # the summary and per-tag lines, in the test report
+    print((outdir / "runner-version.txt").read_text())
     passed, failed, unsupported, total = map(int, summary.groups())
-    not_passed = _failed_tests(outdir)
-    assert passed == total and total > 0, (
-        f"{failed} failed and {unsupported} unsupported of {total} required conformance tests: "
-        f"{', '.join(not_passed) or '(see ' + str(outdir / 'cwltest.log') + ')'}"
+    allowed = set() if _internet_reachable() else {"networkaccess"}
+    not_passed = _not_passed(outdir)
+    unexpected = sorted(set(not_passed) - allowed)
+    assert total >= 378 and passed + len(set(not_passed) & allowed) == total and not unexpected, (
+        f"{failed} failed and {unsupported} unsupported of {total} conformance tests: "
+        f"{', '.join(unexpected) or '(see ' + str(outdir / 'cwltest.log') + ')'}"
     )
+    assert not _not_passed(outdir, "required")
