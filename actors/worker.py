@@ -122,6 +122,7 @@ class Worker:
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
+            name=consumer_name(self.deployment),
             durable_name=consumer_name(self.deployment),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
@@ -129,8 +130,12 @@ class Worker:
             filter_subject=f"sf.task.{self.deployment}.>",
             inactive_threshold=self.inactive_threshold,
         )
-        return await self.log.js.pull_subscribe(f"sf.task.{self.deployment}.>", durable=consumer_name(self.deployment),
-                                                stream=TASKS_STREAM, config=config)
+        # Create the consumer, or update its ack_wait if it exists (pull_subscribe alone keeps
+        # whatever configuration the first worker created it with). With a name and a filter,
+        # the request goes to $JS.API.CONSUMER.CREATE.SF_TASKS.<name>.<filter>, which an
+        # account's permissions can pin down (docs/deploy.md, least privilege).
+        await self.log.js.add_consumer(TASKS_STREAM, config=config)
+        return await self.log.js.pull_subscribe_bind(durable=consumer_name(self.deployment), stream=TASKS_STREAM)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pull and run tasks until ``stop`` is set; then finish the running ones (drain)."""

@@ -157,16 +157,19 @@ class _Frames:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.scanned = 0  # bytes of the buffer known to hold no newline
 
     def next(self) -> dict[str, Any] | None:
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
+        while (end := self.buffer.find(b"\n", self.scanned)) < 0:
+            self.scanned = len(self.buffer)
+            chunk = self.sock.recv(1 << 20)
             if not chunk:
                 return None
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        frame: dict[str, Any] = json.loads(line)
+        frame: dict[str, Any] = json.loads(self.buffer[:end])
+        del self.buffer[: end + 1]
+        self.scanned = 0
         return frame
 
 
