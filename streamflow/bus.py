@@ -267,6 +267,9 @@ class EmbeddedServer:
                 f"authorization {{ token: {json.dumps(self.token)} }}\n"
                 f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
                 "max_payload: 8MB\n"
+                # The server's own account of clients it dropped (slow consumers, ...).
+                f"log_file: {json.dumps(str(self.store_dir.parent / f'{self.store_dir.name}.log'))}\n"
+                "logfile_size_limit: 10MB\n"
             )
         cmd = [find_server_binary(), "-c", str(conf), *self.extra_args]
         self.process = subprocess.Popen(
@@ -281,10 +284,14 @@ class EmbeddedServer:
             if self.process.poll() is not None:
                 raise BusError(f"nats-server exited with code {self.process.returncode} (store {self.store_dir})")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as probe:
+                    probe.settimeout(1)
+                    # Our server's greeting, not another program's that holds the port.
+                    if probe.recv(5) == b"INFO " and self.process.poll() is None:
+                        return
             except OSError:
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
         self.stop()
         raise BusError("nats-server did not become ready within 10 s")
 
@@ -331,6 +338,7 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
     nats_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     info_file = nats_dir / "server.json"
     with _locked(nats_dir / "server.lock"):
+        previous: dict[str, Any] = {}
         if info_file.exists():
             try:
                 info = json.loads(info_file.read_text())
@@ -341,16 +349,35 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
                     # Alive but deaf for several seconds: stop it before another server
                     # opens the same store (two servers on one store would corrupt it).
                     _stop_pid(pid)
+                previous = {"port": int(info["port"]), "token": str(info["token"])}
             except (OSError, ValueError, KeyError):
                 pass
-        server = EmbeddedServer(nats_dir / "jetstream")
-        server.start(detached=True)
+        server = _restart_or_start(nats_dir / "jetstream", previous)
         assert server.process is not None
         pid = server.process.pid
         fd = os.open(info_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token}, handle)
         return server.options(), pid
+
+
+def _restart_or_start(store: Path, previous: dict[str, Any]) -> EmbeddedServer:
+    """Start the shared server, on its previous port and token when it had one.
+
+    Clients of a server that died keep reconnecting to its address: a successor listening
+    there with the same token takes them back without their noticing. If the port is taken
+    by now, the server starts on a free one.
+    """
+    if previous:
+        server = EmbeddedServer(store, port=previous["port"], token=previous["token"])
+        try:
+            server.start(detached=True)
+            return server
+        except BusError:
+            pass
+    server = EmbeddedServer(store)
+    server.start(detached=True)
+    return server
 
 
 def _answers(port: int, attempts: int = 5) -> bool:

@@ -53,7 +53,8 @@ from typing import Any, TextIO
 __all__ = ["serve"]
 
 _local = threading.local()
-_BUS_LOST_AFTER = 10.0  # seconds without a bus connection before the daemon leaves
+_BUS_LOST_AFTER = 10.0  # seconds without a bus connection before the pool reconnects anew
+_POOL_RESTARTS = 20  # pool reconnections before the daemon gives up and leaves
 #: The daemon's own output (its log file, where the client that started it pointed it).
 _daemon_log: TextIO = sys.__stderr__ or io.StringIO()
 
@@ -283,13 +284,42 @@ class _Daemon:
             self.lock_fd = None
 
     async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+            loop.add_signal_handler(signal.SIGTERM, self._terminate)
+            loop.add_signal_handler(signal.SIGINT, self._terminate)
+        listening = False
+        failures = 0
+        while True:
+            try:
+                outcome = await self._serve_pool(listening)
+            except Exception as exc:  # the bus went away while (re)connecting: try again
+                outcome = "lost"
+                _note(f"pool failed: {exc!r}")
+            listening = listening or self.listener is not None
+            if outcome == "done":
+                return
+            failures += 1
+            if failures > _POOL_RESTARTS:
+                _note("the bus keeps failing; leaving")
+                self._terminate("the runner daemon lost its connection to the bus")
+                self._close_listener()
+                await self._drain_runs()
+                return
+            _note("reconnecting the pool to the bus")
+            await asyncio.sleep(min(2.0, 0.2 * failures))
+
+    async def _serve_pool(self, listening: bool) -> str:
+        """Run the worker pool on one bus connection; "done" (leave) or "lost" (reconnect)."""
         from actors.worker import Worker
         from events.log import EventLog
-        from streamflow.bus import BusOptions, open_bus
+        from streamflow.bus import BusOptions, _shared_server_info, open_bus, streamflow_home
         from streamflow.cli.engine import load_graph
         from streamflow.workflow.graph import WorkflowGraph
 
         async with open_bus(BusOptions(name="streamflow-runner-daemon")) as nc:
+            _watch_connection(nc)
             log_ = EventLog(nc)
             await log_.setup()
 
@@ -297,43 +327,55 @@ class _Daemon:
                 return await load_graph(log_, run_id)
 
             concurrency = int(os.environ.get("STREAMFLOW_RUNNER_JOBS") or max(4, 2 * (os.cpu_count() or 1)))
-            # workdir=None: each job runs under the working directory its run recorded.
+            # workdir=None: each job runs under the working directory its run recorded. The
+            # pool's name (its queue) stays the same over reconnections: the runs' tasks wait there.
             pool = Worker(log_, self.pool, _graphs, workdir=None, concurrency=concurrency,
                           name=f"{socket.gethostname()}/{os.getpid()}/runner", tool_output=self.tool_output,
                           inactive_threshold=3600)
             stop = asyncio.Event()
             workers = asyncio.create_task(pool.run(stop))
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-                loop.add_signal_handler(signal.SIGTERM, self._terminate)
-                loop.add_signal_handler(signal.SIGINT, self._terminate)
-            self._bind()
-            accept = threading.Thread(target=self._accept_loop, daemon=True, name="runner-accept")
-            accept.start()
+            if not listening:
+                self._bind()
+                _note(f"serving {self.path} (pool {self.pool})")
+                threading.Thread(target=self._accept_loop, daemon=True, name="runner-accept").start()
+            outcome = "done"
             try:
                 lost_since: float | None = None
+                checked = 0.0
                 while not self._should_close():
                     if workers.done():
-                        break  # the pool failed: stop taking runs it would not serve
-                    # The bus gone for good (the embedded server stopped under us): leave, so
-                    # that the next client starts a daemon on a live bus.
+                        _note(f"pool stopped: {workers.exception() if not workers.cancelled() else 'cancelled'}")
+                        outcome = "lost"
+                        break
                     lost_since = None if nc.is_connected else (lost_since or time.monotonic())
-                    if lost_since is not None and time.monotonic() - lost_since > _BUS_LOST_AFTER:
-                        _daemon_log.write("runner daemon: lost the bus; leaving\n")
-                        self._terminate("the runner daemon lost its connection to the bus")
+                    if lost_since is not None and time.monotonic() - checked > 1.0:
+                        # A dead embedded server is restarted on its address and token (see
+                        # streamflow.bus): every connection of every run here reconnects, in
+                        # time for their leases.
+                        checked = time.monotonic()
+                        with contextlib.suppress(Exception):
+                            await asyncio.to_thread(_shared_server_info, streamflow_home())
+                    if nc.is_closed or (lost_since is not None and time.monotonic() - lost_since > _BUS_LOST_AFTER):
+                        _note("lost the bus connection")
+                        outcome = "lost"
                         break
                     await asyncio.sleep(0.2)
             finally:
-                self._close_listener()
-                # The runs already accepted still need the pool.
-                while self.active:  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
+                if outcome == "done":
+                    _note(f"leaving after {self.accepted} run(s)")
+                    self._close_listener()
+                    await self._drain_runs()  # the runs already accepted still need the pool
                 stop.set()
                 with contextlib.suppress(Exception):
-                    await workers
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_remove_pool(log_, self.pool), 10)
+                    await asyncio.wait_for(workers, 30 if outcome == "done" else 1)
+                if outcome == "done":
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(_remove_pool(log_, self.pool), 10)
+            return outcome
+
+    async def _drain_runs(self) -> None:
+        while self.active:  # noqa: ASYNC110 - polled: the runs live in other threads
+            await asyncio.sleep(0.1)
 
     def _bind(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -359,6 +401,32 @@ async def _remove_pool(log_: Any, pool: str) -> None:
         await log_.js.delete_consumer(TASKS_STREAM, consumer_name(pool))
     with contextlib.suppress(Exception):
         await log_.js.purge_stream(TASKS_STREAM, subject=f"sf.task.{pool}.>")
+
+
+def _watch_connection(nc: Any) -> None:
+    """Write the connection's errors and state changes to the daemon's log."""
+    previous_error, previous_disconnected = nc._error_cb, nc._disconnected_cb
+
+    async def _error(exc: Exception) -> None:
+        _note(f"bus error: {exc!r}")
+        if previous_error is not None:
+            await previous_error(exc)
+
+    async def _disconnected() -> None:
+        _note("bus disconnected")
+        if previous_disconnected is not None:
+            await previous_disconnected()
+
+    async def _reconnected() -> None:
+        _note("bus reconnected")
+
+    nc._error_cb, nc._disconnected_cb, nc._reconnected_cb = _error, _disconnected, _reconnected
+
+
+def _note(message: str) -> None:
+    """A line in the daemon's log."""
+    _daemon_log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} runner daemon {os.getpid()}: {message}\n")
+    _daemon_log.flush()
 
 
 def _dump_tasks() -> None:

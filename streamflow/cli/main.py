@@ -374,6 +374,13 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         except WorkflowDefinitionError as exc:
             _err(str(exc))
             return EXIT_INVALID
+        except ExceptionGroup as group:
+            # An actor host gave up (a lease that could not be renewed, the bus gone for
+            # too long): say what, without a traceback. The run stays resumable.
+            leaves = _leaf_errors(group)
+            reason = "; ".join(dict.fromkeys(str(e) for e in leaves)) or repr(group)
+            _err(f"the run was stopped: {reason} (resume it with 'streamflow resume')")
+            return EXIT_FAILED
         except BusError as exc:
             # The shared embedded server can be stopped by its last other client just as
             # this process joins it: the streams cannot be set up, nothing is recorded yet,
@@ -393,6 +400,13 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         return EXIT_UNSUPPORTED
     _err(f"run {result.run_id} {result.status}: {result.error}")
     return EXIT_FAILED
+
+
+def _leaf_errors(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaf_errors(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def _format_human(record: Any) -> str:

@@ -9,8 +9,8 @@ directory and standard streams' text over a Unix socket to the *runner daemon*
 streams back (stdout, stderr, exit code). The daemon runs the command line through the
 very code path of an in-process run (:func:`streamflow.cli.main.cwl_runner_main`).
 
-The daemon is private to one user, one interpreter, one ``$STREAMFLOW_HOME``, one
-``PATH`` and one version of the code: its socket's name is a digest of all of these
+The daemon is private to one user, one host, one interpreter, one ``$STREAMFLOW_HOME``,
+one ``PATH`` and one version of the code: its socket's name is a digest of all of these
 (and of the ``STREAMFLOW_*`` settings), so a client never reaches a daemon that would
 run its workflow differently than it would itself. The socket lives in a directory only
 the user can enter, and the daemon also checks its peer's uid.
@@ -36,7 +36,8 @@ __all__ = ["daemon_socket", "main"]
 
 _SOURCE_PACKAGES = ("streamflow", "actors", "events")
 _MAX_SOCKET_PATH = 100  # bytes: sun_path holds 108 with its terminating NUL
-_START_TIMEOUT = 60.0  # seconds a client waits for a daemon it started to listen
+_START_TIMEOUT = 60.0
+_MAX_LOG = 8 * 1024 * 1024  # seconds a client waits for a daemon it started to listen
 
 
 def _home() -> str:
@@ -57,8 +58,10 @@ def _fingerprint() -> str:
                     digest.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0".encode())
     settings = sorted((k, v) for k, v in os.environ.items()
                       if k.startswith("STREAMFLOW_") and not k.startswith("STREAMFLOW_RUNNER_"))
+    # The host name too: a home on a shared filesystem must not lead a client to a socket
+    # (or a lock) of a daemon running on another machine.
     digest.update(json.dumps([sys.executable, sys.version, os.path.abspath(_home()), os.environ.get("PATH", ""),
-                              os.getuid(), settings]).encode())
+                              os.getuid(), os.uname().nodename, settings]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -112,11 +115,16 @@ def _spawn(path: str) -> Any:
     import subprocess
 
     log_path = path[: -len(".sock")] + ".log"
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Appended to (a daemon that failed is not wiped out by its successor), within bounds.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    if os.path.exists(log_path) and os.path.getsize(log_path) > _MAX_LOG:
+        flags |= os.O_TRUNC
+    fd = os.open(log_path, flags, 0o600)
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "streamflow.cli.daemon", path],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
+            cwd=os.path.dirname(path),  # not the first client's directory, which may go away
         )
     finally:
         os.close(fd)

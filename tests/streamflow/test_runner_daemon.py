@@ -291,3 +291,31 @@ def test_a_home_too_deep_for_a_socket_path_still_gets_a_daemon(tmp_path: Path,
             with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGTERM)
         stop_runner_daemons(home, env)
+
+
+def test_a_killed_embedded_server_comes_back_and_the_run_completes(tmp_path: Path,
+                                                                   embedded_env: dict[str, str]) -> None:
+    """SIGKILL of the bus mid-job: the daemon restarts it on the same address, everyone reconnects."""
+    _write(tmp_path, "sleeper.cwl", SLEEPER.replace("exec sleep 60", "sleep 4; echo done > out.txt").replace(
+        "outputs: []", "outputs:\n  out:\n    type: File\n    outputBinding: {glob: out.txt}"))
+    pidfile = tmp_path / "tool.pid"
+    module, func = CLIENT.split(":")
+    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
+    client = subprocess.Popen([sys.executable, "-c", code, "--quiet", "--outdir", "out", "sleeper.cwl",
+                               _job(tmp_path, "job.json", pidfile=str(pidfile))],
+                              env=embedded_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info_file = Path(embedded_env["STREAMFLOW_HOME"]) / "nats" / "server.json"
+    before = json.loads(info_file.read_text())
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert json.loads(out)["out"]["basename"] == "out.txt"
+    after = json.loads(info_file.read_text())
+    assert after["pid"] != before["pid"] and after["port"] == before["port"]
+    runs = _runs(embedded_env, tmp_path)
+    assert [r["status"] for r in runs] == ["COMPLETED"]
+    ids = [e["event_id"] for e in _run_events(embedded_env, tmp_path, runs[0]["run_id"])]
+    assert len(ids) == len(set(ids))
