@@ -7,7 +7,8 @@ a file readable only by the user. Several ``streamflow`` processes share one emb
 server: the first one starts it (under a file lock) and records its URL; the others join
 it; the last one to leave stops it ("last one out turns off the lights"). A server left
 behind by a killed process is found alive and reused, or found dead and restarted on the
-same store, so nothing recorded is lost.
+same store, address and token, so nothing recorded is lost and the clients still running
+reconnect to it by themselves.
 """
 
 from __future__ import annotations
