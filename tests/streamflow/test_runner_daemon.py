@@ -75,6 +75,14 @@ def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     stop_runner_daemons(home, env)
 
 
+def _start_client(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """``streamflow-cwl-runner ARGS`` in the background (text pipes)."""
+    module, func = CLIENT.split(":")
+    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def _normalized(text: str) -> str:
     """Messages for people (structured log lines aside), but for run ids and times."""
     text = "\n".join(line for line in text.splitlines() if not line.startswith("{"))
@@ -125,14 +133,8 @@ def test_forwarded_run_resolves_paths_against_the_client_directory(tmp_path: Pat
 
 def test_one_daemon_serves_concurrent_clients_and_later_runs(tmp_path: Path, embedded_env: dict[str, str]) -> None:
     _write(tmp_path, "echo.cwl", ECHO)
-    module, func = CLIENT.split(":")
-    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
-    clients = [
-        subprocess.Popen([sys.executable, "-c", code, "--outdir", f"out{i}", "--quiet", "echo.cwl",
-                          _job(tmp_path, f"job{i}.json", message=f"m{i}")], env=embedded_env, cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(4)
-    ]
+    clients = [_start_client(["--outdir", f"out{i}", "--quiet", "echo.cwl", _job(tmp_path, f"job{i}.json", message=f"m{i}")],
+                             embedded_env, tmp_path) for i in range(4)]
     for i, client in enumerate(clients):
         out, err = client.communicate(timeout=120)
         assert client.returncode == 0, err
@@ -177,11 +179,8 @@ def test_killed_client_cancels_its_run_and_the_tool_then_resume_finishes_it(
         tmp_path: Path, embedded_env: dict[str, str]) -> None:
     _write(tmp_path, "sleeper.cwl", SLEEPER)
     pidfile = tmp_path / "tool.pid"
-    module, func = CLIENT.split(":")
-    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
-    client = subprocess.Popen([sys.executable, "-c", code, "--quiet", "sleeper.cwl",
-                               _job(tmp_path, "job.json", pidfile=str(pidfile))],
-                              env=embedded_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = _start_client(["--quiet", "sleeper.cwl", _job(tmp_path, "job.json", pidfile=str(pidfile))],
+                           embedded_env, tmp_path)
     deadline = time.monotonic() + 60
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -214,11 +213,7 @@ def test_killed_client_cancels_its_run_and_the_tool_then_resume_finishes_it(
 def test_without_the_daemon_the_client_runs_in_process(tmp_path: Path, embedded_env: dict[str, str]) -> None:
     _write(tmp_path, "echo.cwl", ECHO)
     env = dict(embedded_env, STREAMFLOW_RUNNER_DAEMON="0")
-    module, func = CLIENT.split(":")
-    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
-    client = subprocess.Popen([sys.executable, "-c", code, "--quiet", "echo.cwl", _job(tmp_path, "j.json", message="x")],
-                              env=env,
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = _start_client(["--quiet", "echo.cwl", _job(tmp_path, "j.json", message="x")], env, tmp_path)
     _out, err = client.communicate(timeout=120)
     assert client.returncode == 0, err
     runs = _runs(env, tmp_path)
@@ -299,11 +294,8 @@ def test_a_killed_embedded_server_comes_back_and_the_run_completes(tmp_path: Pat
     _write(tmp_path, "sleeper.cwl", SLEEPER.replace("exec sleep 60", "sleep 4; echo done > out.txt").replace(
         "outputs: []", "outputs:\n  out:\n    type: File\n    outputBinding: {glob: out.txt}"))
     pidfile = tmp_path / "tool.pid"
-    module, func = CLIENT.split(":")
-    code = f"import sys; from {module} import {func}; sys.exit({func}(sys.argv[1:]))"
-    client = subprocess.Popen([sys.executable, "-c", code, "--quiet", "--outdir", "out", "sleeper.cwl",
-                               _job(tmp_path, "job.json", pidfile=str(pidfile))],
-                              env=embedded_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = _start_client(["--quiet", "--outdir", "out", "sleeper.cwl", _job(tmp_path, "job.json", pidfile=str(pidfile))],
+                           embedded_env, tmp_path)
     deadline = time.monotonic() + 60
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
