@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamflow.cwl.commandline import build_command_line, join_shell
+from streamflow.cwl.container import container_command, image_of, kill_command, warn_host_fallback
+from streamflow.cwl.container import engine as container_engine
 from streamflow.cwl.expression import ExpressionEvaluator, has_expression
 from streamflow.cwl.hostpaths import HostPaths
 from streamflow.cwl.outputs import collect_outputs, finalize_files
@@ -390,6 +393,8 @@ class PreparedJob:
     _streams: dict[str, str] = field(default_factory=dict, repr=False)
     _allowed: set[str] = field(default_factory=set, repr=False)
     _host: HostPaths | None = field(default=None, repr=False)
+    _docker: Mapping[str, Any] | None = field(default=None, repr=False)
+    _network: bool = field(default=False, repr=False)
 
 
 def prepare_job(
@@ -482,7 +487,20 @@ def prepare_job(
         _streams={k: v for k, v in streams.items() if v is not None and k != "stdin"},
         _allowed=_input_paths(inputs) | {os.path.realpath(p) for p in staged},
         _host=host,
+        _docker=docker,
+        _network=_network_access(reqs, inputs, evaluator, runtime),
     )
+
+
+def _network_access(reqs: Requirements, inputs: Mapping[str, Any], evaluator: ExpressionEvaluator,
+                    runtime: Mapping[str, Any]) -> bool:
+    req = reqs.get("NetworkAccess")
+    if req is None:
+        return False
+    value = req.get("networkAccess")
+    if has_expression(value):
+        value = evaluator.evaluate(value, inputs, runtime=runtime)
+    return value is True
 
 
 def finish_job(job: PreparedJob, exit_code: int) -> dict[str, Any]:
@@ -569,18 +587,35 @@ async def execute_process(
     )
     if job.outputs is not None:
         return job.outputs
+    command, environment, container = job.command, job.environment, None
     try:
+        if job._docker is not None:
+            engine_path = await asyncio.to_thread(container_engine)
+            if engine_path is None:
+                warn_host_fallback(str(job._view.get("id") or ""))
+            else:
+                command, name = container_command(
+                    engine_path, image_of(job._docker), job.command, outdir=job.workdir,
+                    tmpdir=str(job.runtime["tmpdir"]), environment=job.environment, inputs=job._allowed,
+                    container_outdir=job._docker.get("dockerOutputDirectory"), network=job._network,
+                    stdin=job.stdin is not None)
+                environment, container = dict(os.environ), (engine_path, name)  # the engine's client's
         code = await run(
-            job.command,
-            environment=job.environment,
+            command,
+            environment=environment,
             workdir=job.workdir,
             stdin=job.stdin,
             stdout=job.stdout,
             stderr=job.stderr,
             timeout=job.timeout,
         )
+        container = None  # it ended (and --rm removed it)
         return finish_job(job, code)
     finally:
+        if container is not None:  # a time limit or a cancellation: the client is gone, not the container
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                await asyncio.to_thread(subprocess.run, kill_command(*container), capture_output=True,
+                                        timeout=30, check=False)
         if job._host is not None:
             job._host.cleanup()
 

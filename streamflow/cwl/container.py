@@ -1,0 +1,142 @@
+"""Running a ``DockerRequirement`` tool in a container, when a container engine answers.
+
+``STREAMFLOW_CONTAINER_ENGINE`` chooses: ``auto`` (default: ``docker``, else ``podman``,
+whichever is on ``PATH`` and answers ``info``), ``docker``, ``podman`` (that one, if it
+answers) or ``none`` (always on the host). Without an engine the tool runs on the host,
+with the container paths emulated (:mod:`streamflow.cwl.hostpaths`), and a warning is
+logged once per process.
+
+In a container, paths keep their host names: the job's output and temporary directories
+are mounted read-write at their own paths (and the output directory also at
+``dockerOutputDirectory``), every input file or directory read-only at its own path, so
+the command line built for the host is valid as it is, and symbolic links staged in the
+output directory resolve. The container runs as the calling user, without network unless
+``NetworkAccess`` allows it, under a name of its own so that a time limit or a
+cancellation stops it (stopping the engine's client would not).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from streamflow.errors import UnsupportedRequirementError
+
+__all__ = ["container_command", "engine", "image_of", "kill_command", "warn_host_fallback"]
+
+log = structlog.get_logger("streamflow.cwl.container")
+
+_lock = threading.Lock()
+_engine: tuple[str | None] | None = None  # cached answer: (path or None,)
+_warned = False
+
+
+def engine() -> str | None:
+    """The container engine to use (its path), or None: run on the host."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = (_find_engine(os.environ.get("STREAMFLOW_CONTAINER_ENGINE", "auto").strip().lower()),)
+        return _engine[0]
+
+
+def _find_engine(choice: str) -> str | None:
+    if choice in ("none", "host", "off"):
+        return None
+    candidates = ["docker", "podman"] if choice in ("", "auto") else [choice]
+    for name in candidates:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        try:
+            answer = subprocess.run([path, "info", "--format", "{{json .}}"], capture_output=True, timeout=10,
+                                    check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if answer.returncode == 0:
+            return path
+    return None
+
+
+def warn_host_fallback(tool: str) -> None:
+    """Log, once per process, that DockerRequirement tools run on the host."""
+    global _warned
+    with _lock:
+        if _warned:
+            return
+        _warned = True
+    log.warning("no_container_engine", tool=tool,
+                detail="no container engine answers (STREAMFLOW_CONTAINER_ENGINE=auto looks for docker, then "
+                       "podman): tools with a DockerRequirement run on the host")
+
+
+def image_of(docker: Mapping[str, Any]) -> str:
+    """The image a ``DockerRequirement`` names.
+
+    Raises:
+        UnsupportedRequirementError: an image to build, load or import (not supported).
+    """
+    for key in ("dockerPull", "dockerImageId"):
+        value = docker.get(key)
+        if isinstance(value, str) and value:
+            return value
+    given = sorted(k for k in ("dockerLoad", "dockerFile", "dockerImport") if docker.get(k))
+    raise UnsupportedRequirementError(
+        f"DockerRequirement: {', '.join(given) or 'no image'}: only dockerPull and dockerImageId are supported")
+
+
+def container_command(
+    engine_path: str,
+    image: str,
+    command: list[str],
+    *,
+    outdir: str,
+    tmpdir: str,
+    environment: Mapping[str, str],
+    inputs: Iterable[str] = (),
+    container_outdir: str | None = None,
+    network: bool = False,
+    stdin: bool = False,
+    name: str | None = None,
+) -> tuple[list[str], str]:
+    """The engine's command line running ``command`` in ``image``, and the container's name."""
+    name = name or f"streamflow-{secrets.token_hex(6)}"
+    argv = [engine_path, "run", "--rm", "--name", name, "--workdir", container_outdir or outdir,
+            "--user", f"{os.getuid()}:{os.getgid()}", "--network", "bridge" if network else "none",
+            "--log-driver", "none"]
+    if stdin:
+        argv.append("--interactive")
+    for key, value in sorted(environment.items()):
+        argv += ["--env", f"{key}={value}"]
+    argv += ["--volume", f"{outdir}:{outdir}:rw", "--volume", f"{tmpdir}:{tmpdir}:rw"]
+    if container_outdir and container_outdir != outdir:
+        argv += ["--volume", f"{outdir}:{container_outdir}:rw"]
+    for path in _outermost(p for p in inputs if not _inside(p, (outdir, tmpdir))):
+        argv += ["--volume", f"{path}:{path}:ro"]
+    argv += [image, *command]
+    return argv, name
+
+
+def kill_command(engine_path: str, name: str) -> list[str]:
+    """The command line that stops a container at once."""
+    return [engine_path, "kill", name]
+
+
+def _inside(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """Sorted paths without those inside another one of them (one mount covers both)."""
+    kept: list[str] = []
+    for path in sorted(set(paths), key=len):  # parents before their children
+        if not _inside(path, kept):
+            kept.append(path)
+    return sorted(kept)
