@@ -317,7 +317,7 @@ class Worker:
             outputs = await execute_process(
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
-                cwl_version=step.cwl_version)
+                cwl_version=step.cwl_version, container=step.container)
             outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
             if not self.shared_fs:
                 await publish_paths(self.log.js, outputs)

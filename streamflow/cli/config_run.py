@@ -10,6 +10,7 @@ yet are rejected with a clear error.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from actors.scheduler import LocationCapacity, local_capacity
 from streamflow.errors import ConfigError, UnsupportedRequirementError
 from streamflow.workflow.graph import ExecuteStep, WorkflowGraph
 
-__all__ = ["ConfigRun", "apply_bindings", "is_streamflow_file", "load_config_run", "subject_safe"]
+__all__ = ["CONTAINER_CHOICES", "ConfigRun", "apply_bindings", "is_streamflow_file", "load_config_run", "subject_safe"]
 
 LOCAL = "__LOCAL__"
 _RUNNABLE_HERE = {"local"}
@@ -95,14 +96,39 @@ def load_config_run(path: str) -> ConfigRun:
             here = local_capacity()
             locations[subject_safe(deployment.name)] = [
                 LocationCapacity(subject_safe(deployment.name), "localhost", here.cores, here.memory)]
+    for position, entry in enumerate(workflow.docker):
+        kind = (entry.get("deployment") or {}).get("type") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), str) or kind not in CONTAINER_CHOICES:
+            raise ConfigError(
+                f"{path}: workflows.{workflow.name}.config.docker[{position}]: expected {{step: /path, deployment: "
+                f"{{type: {' | '.join(CONTAINER_CHOICES)}}}}}, got {entry!r}")
     return ConfigRun(path=str(Path(path).resolve()), workflow=workflow.file, job=workflow.settings, retry=retry,
                      locations=locations, bindings=workflow)
 
 
+#: The container translators a ``docker`` entry may choose for its steps: ``none`` runs
+#: DockerRequirement tools on the host; ``docker``/``podman`` in that engine; ``auto``
+#: whichever answers (the default, also ``STREAMFLOW_CONTAINER_ENGINE``).
+CONTAINER_CHOICES = ("none", "auto", "docker", "podman")
+
+
 def apply_bindings(graph: WorkflowGraph, run: ConfigRun) -> None:
-    """Bind every execute step to the deployment of its closest bound ancestor."""
+    """Bind every execute step to the deployment of its closest bound ancestor, and to the
+    container translator of its closest ancestor with a ``docker`` entry."""
+    translators = {entry["step"].rstrip("/") or "/": entry["deployment"]["type"] for entry in run.bindings.docker}
     for step in graph.steps.values():
         if isinstance(step, ExecuteStep):
             binding = run.bindings.get_binding(step.name)
             name = binding.targets[0].deployment.name if binding.targets else LOCAL
             step.target = LOCAL if name == LOCAL else subject_safe(name)
+            step.container = _closest(translators, step.name)
+
+
+def _closest(by_path: dict[str, str], step: str) -> str | None:
+    path = step.rstrip("/") or "/"
+    while True:
+        if path in by_path:
+            return by_path[path]
+        if path == "/":
+            return None
+        path = posixpath.dirname(path)

@@ -34,17 +34,25 @@ __all__ = ["container_command", "engine", "image_of", "kill_command", "warn_host
 log = structlog.get_logger("streamflow.cwl.container")
 
 _lock = threading.Lock()
-_engine: tuple[str | None] | None = None  # cached answer: (path or None,)
+_engine: dict[str, str | None] | None = None  # cached answers, by choice
 _warned = False
 
 
-def engine() -> str | None:
-    """The container engine to use (its path), or None: run on the host."""
+def engine(choice: str | None = None) -> str | None:
+    """The container engine to use (its path), or None: run on the host.
+
+    Args:
+        choice: ``auto``, ``docker``, ``podman`` or ``none`` (a step's ``streamflow.yml``
+            setting); None: ``STREAMFLOW_CONTAINER_ENGINE`` (default ``auto``).
+    """
     global _engine
+    key = (choice or os.environ.get("STREAMFLOW_CONTAINER_ENGINE", "auto")).strip().lower()
     with _lock:
         if _engine is None:
-            _engine = (_find_engine(os.environ.get("STREAMFLOW_CONTAINER_ENGINE", "auto").strip().lower()),)
-        return _engine[0]
+            _engine = {}
+        if key not in _engine:
+            _engine[key] = _find_engine(key)
+        return _engine[key]
 
 
 def _find_engine(choice: str) -> str | None:

@@ -545,6 +545,7 @@ async def execute_process(
     ram: float = 1024,
     run: RunCommand = local_run,
     cwl_version: str = "v1.2",
+    container: str | None = None,
 ) -> dict[str, Any]:
     """Run a CommandLineTool or ExpressionTool once and return its output object.
 
@@ -564,6 +565,8 @@ async def execute_process(
         ram: RAM (MiB) allocated when ResourceRequirement does not say.
         run: how to run the command (default: :func:`local_run`).
         cwl_version: the document's original ``cwlVersion``.
+        container: how a DockerRequirement runs (``auto``, ``docker``, ``podman``,
+            ``none``; None: ``STREAMFLOW_CONTAINER_ENGINE``), see :mod:`streamflow.cwl.container`.
 
     Returns:
         The output object; every File has ``location``, ``path``, ``basename``, ``nameroot``,
@@ -587,10 +590,10 @@ async def execute_process(
     )
     if job.outputs is not None:
         return job.outputs
-    command, environment, container = job.command, job.environment, None
+    command, environment, running = job.command, job.environment, None
     try:
         if job._docker is not None:
-            engine_path = await asyncio.to_thread(container_engine)
+            engine_path = await asyncio.to_thread(container_engine, container)
             if engine_path is None:
                 warn_host_fallback(str(job._view.get("id") or ""))
             else:
@@ -599,7 +602,7 @@ async def execute_process(
                     tmpdir=str(job.runtime["tmpdir"]), environment=job.environment, inputs=job._allowed,
                     container_outdir=job._docker.get("dockerOutputDirectory"), network=job._network,
                     stdin=job.stdin is not None)
-                environment, container = dict(os.environ), (engine_path, name)  # the engine's client's
+                environment, running = dict(os.environ), (engine_path, name)  # the engine's client's
         code = await run(
             command,
             environment=environment,
@@ -609,12 +612,12 @@ async def execute_process(
             stderr=job.stderr,
             timeout=job.timeout,
         )
-        container = None  # it ended (and --rm removed it)
+        running = None  # it ended (and --rm removed it)
         return finish_job(job, code)
     finally:
-        if container is not None:  # a time limit or a cancellation: the client is gone, not the container
+        if running is not None:  # a time limit or a cancellation: the client is gone, not the container
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                await asyncio.to_thread(subprocess.run, kill_command(*container), capture_output=True,
+                await asyncio.to_thread(subprocess.run, kill_command(*running), capture_output=True,
                                         timeout=30, check=False)
         if job._host is not None:
             job._host.cleanup()

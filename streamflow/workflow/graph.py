@@ -118,6 +118,8 @@ class ExecuteStep(StepDef):
         hints: effective hints.
         cwl_version: the document's original ``cwlVersion``.
         target: name of the deployment the step is bound to (``__LOCAL__`` by default).
+        container: how its DockerRequirement runs (``none``, ``auto``, ``docker``,
+            ``podman``; None: ``STREAMFLOW_CONTAINER_ENGINE``), from ``streamflow.yml``.
     """
 
     process: Any = None
@@ -125,6 +127,7 @@ class ExecuteStep(StepDef):
     hints: list[Any] = field(default_factory=list)
     cwl_version: str = "v1.2"
     target: str = "__LOCAL__"
+    container: str | None = None
     kind: str = field(init=False, default="execute")
 
 

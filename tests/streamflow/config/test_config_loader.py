@@ -240,3 +240,39 @@ def test_build_context_reports_unregistered_managers(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "version: v1.0\n"), Registry.default())
     with pytest.raises(PluginError, match="no checkpoint_manager named 'dummy'"):
         build_context(config, registry)
+
+
+def test_docker_entries_choose_the_container_translator_of_each_step(tmp_path: Path) -> None:
+    """``config.docker`` binds steps to a container translator; the closest entry wins; others fail early."""
+    from streamflow.cli.config_run import apply_bindings, load_config_run
+    from streamflow.cli.engine import prepare
+    from streamflow.workflow.graph import ExecuteStep
+
+    (tmp_path / "tool.cwl").write_text("cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: [echo]\n"
+                                       "inputs: []\noutputs: []\n")
+    (tmp_path / "wf.cwl").write_text(textwrap.dedent("""\
+        cwlVersion: v1.2
+        class: Workflow
+        inputs: []
+        outputs: []
+        steps:
+          first: {run: tool.cwl, in: [], out: []}
+          second: {run: tool.cwl, in: [], out: []}
+        """))
+    config = tmp_path / "streamflow.yml"
+
+    def _config(entries: str) -> Path:
+        config.write_text("version: v1.0\nworkflows:\n  demo:\n    type: cwl\n    config:\n      file: wf.cwl\n"
+                          f"      docker:\n{textwrap.indent(textwrap.dedent(entries), '        ')}")
+        return config
+
+    run = load_config_run(str(_config("""\
+        - {step: /, deployment: {type: none}}
+        - {step: /second, deployment: {type: podman}}
+        """)))
+    prepared = prepare(run.workflow, None)
+    apply_bindings(prepared.graph, run)
+    chosen = {step.name: step.container for step in prepared.graph.steps.values() if isinstance(step, ExecuteStep)}
+    assert chosen == {"/first": "none", "/second": "podman"}
+    with pytest.raises(ConfigError, match=r"config\.docker\[0\].*none \| auto \| docker \| podman"):
+        load_config_run(str(_config("- {step: /, deployment: {type: singularity}}\n")))

@@ -91,7 +91,7 @@ def test_only_pulled_or_named_images_are_supported() -> None:
 async def test_without_an_engine_the_tool_runs_on_the_host_with_a_warning(
         write_tool: WriteTool, tmp_path: Path, engine_choice: Callable[[str], None]) -> None:
     engine_choice("none")
-    assert container.engine() is None
+    assert container.engine() is None and container.engine("none") is None
     with capture_logs() as logs:
         outputs = await _run(write_tool(TOOL), tmp_path)
         (tmp_path / "again").mkdir()
