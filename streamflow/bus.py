@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -461,6 +462,23 @@ def _maybe_stop_shared(home: Path, pid: int) -> None:
             (nats_dir / "server.json").unlink()
 
 
+def _presence_verdict(data: bytes) -> bool | None:
+    """Read the server's answer to the presence probe: True someone answered, False nobody
+    listens (a "no responders" status), None not complete yet.
+
+    Only the status line counts: "503" may well appear elsewhere (in a random inbox name,
+    a port number), and taking it for "nobody here" stopped the server under its clients.
+    """
+    if re.search(rb"(?:^|\r\n)HMSG [^\r]*\r\nNATS/1\.0 503", data):
+        return False
+    if re.search(rb"(?:^|\r\n)MSG [^\r]*\r\n", data):
+        return True  # a plain reply: a client answered
+    hmsg = re.search(rb"(?:^|\r\n)HMSG [^\r]*\r\n(NATS/1\.0[^\r]*)\r\n", data)
+    if hmsg is not None:
+        return True  # a reply with headers, not the no-responders status
+    return None
+
+
 def _other_clients(info: dict[str, Any]) -> bool:
     """Ask the server (plain protocol, synchronous) whether any client is connected."""
     # Every process using the shared server answers on "sf.presence"; a 503 status
@@ -489,10 +507,10 @@ def _other_clients(info: dict[str, Any]) -> bool:
                 if not chunk:
                     break
                 data += chunk
-                if b"MSG " in data or b"HMSG " in data:
-                    break
-            # A "no responders" status (503) means nobody else listens on sf.presence.
-            return b"503" not in data
+                verdict = _presence_verdict(data)
+                if verdict is not None:
+                    return verdict
+            return True  # no clear answer in time: assume the server is in use
     except ConnectionRefusedError:
         return False  # nothing listens there any more: nobody to protect
     except OSError:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.bus import _maybe_stop_shared, _other_clients, _pid_alive, _shared_server_info, open_bus
+from streamflow.bus import (
+    _maybe_stop_shared,
+    _other_clients,
+    _pid_alive,
+    _presence_verdict,
+    _shared_server_info,
+    open_bus,
+)
 
 
 @pytest.fixture
@@ -63,3 +70,13 @@ async def test_a_server_that_does_not_answer_the_probe_in_time_is_assumed_in_use
     port = free.getsockname()[1]
     free.close()
     assert _other_clients({"port": port, "token": "t"}) is False
+
+
+def test_only_the_no_responders_status_means_nobody_is_here() -> None:
+    """"503" inside an inbox name or a port is not the status (it used to stop the server under its clients)."""
+    inbox = "_INBOX.sfprobe5a503c1e"
+    assert _presence_verdict(f"HMSG {inbox} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n".encode()) is False
+    assert _presence_verdict(f"MSG {inbox} 1 4\r\nhere\r\n".encode()) is True
+    assert _presence_verdict(f'INFO {{"port":45031}}\r\nPONG\r\nMSG {inbox} 1 4\r\nhere\r\n'.encode()) is True
+    assert _presence_verdict(f"HMSG {inbox} 1 16 16\r\n".encode()) is None  # not complete yet
+    assert _presence_verdict(b"PONG\r\n") is None
