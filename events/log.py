@@ -72,6 +72,14 @@ def _maybe_crash(kind: str) -> None:
 
 EVENTS_STREAM = "SF_EVENTS"
 TASKS_STREAM = "SF_TASKS"
+
+#: What a leader election (or a server restart) looks like to a JetStream request.
+_ELECTION: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+#: ... and to a publish, whose outcome is then unknown: retried with the same message id.
+_UNKNOWN_OUTCOME: tuple[type[Exception], ...] = (*_ELECTION, nats.errors.ConnectionClosedError)
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -267,9 +275,7 @@ class EventLog:
                         return AppendResult(last[0], eid, True)
                     raise ConcurrencyError(f"{subject}: {exc.description}") from exc
                 raise EventLogError(f"cannot append to {subject}: {exc}") from exc
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                    nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
-                    nats.js.errors.ServiceUnavailableError) as exc:
+            except _UNKNOWN_OUTCOME as exc:
                 # Unknown outcome: retry with the same message id (dedup makes it safe).
                 if time.monotonic() > deadline or self.nc.is_closed:
                     raise BusError(f"append to {subject} not acknowledged: {exc!r}") from exc
@@ -282,32 +288,28 @@ class EventLog:
         Raises:
             BusError: the outcome is still unknown after ``retry_deadline`` seconds.
         """
-        deadline = time.monotonic() + self.retry_deadline
-        delay = 0.05
-        while True:
-            try:
-                await self.js.publish(subject, payload, stream=TASKS_STREAM, headers={"Nats-Msg-Id": msg_id},
-                                      timeout=self.publish_timeout)
-                return
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                    nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
-                    nats.js.errors.ServiceUnavailableError) as exc:
-                if time.monotonic() > deadline or self.nc.is_closed:
-                    raise BusError(f"task {msg_id} not acknowledged: {exc!r}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        await self._transient(
+            lambda: self.js.publish(subject, payload, stream=TASKS_STREAM, headers={"Nats-Msg-Id": msg_id},
+                                    timeout=self.publish_timeout),
+            failure=f"task {msg_id} not acknowledged", errors=_UNKNOWN_OUTCOME)
 
-    async def _transient(self, call: Any) -> Any:
-        """Await ``call()`` retrying the errors of a leader election (bounded by ``retry_deadline``)."""
+    async def _transient(self, call: Any, *, failure: str = "JetStream did not answer",
+                         errors: tuple[type[Exception], ...] = _ELECTION) -> Any:
+        """Await ``call()`` retrying the errors of a leader election or of an unknown outcome
+        (bounded by ``retry_deadline``; a retried publish keeps its message id, so the
+        server's deduplication makes it safe).
+
+        Raises:
+            BusError: still failing at the deadline, or the connection is closed.
+        """
         deadline = time.monotonic() + self.retry_deadline
         delay = 0.05
         while True:
             try:
                 return await call()
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                    nats.js.errors.NoStreamResponseError, nats.js.errors.ServiceUnavailableError) as exc:
+            except errors as exc:
                 if time.monotonic() > deadline or self.nc.is_closed:
-                    raise BusError(f"JetStream did not answer: {exc!r}") from exc
+                    raise BusError(f"{failure}: {exc!r}") from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

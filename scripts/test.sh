@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a virtual environment and run the whole test suite: lint, types, unit and
-# integration tests (real nats-server processes), the CWL conformance subset.
-# Usage: scripts/test.sh [extra pytest arguments]
+# integration tests (real nats-server processes), the whole CWL conformance suite.
+# Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

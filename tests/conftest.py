@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,21 +14,26 @@ from pathlib import Path
 import pytest
 
 from events.log import EventLog
-from streamflow.bus import BusOptions, EmbeddedServer, connect
+from streamflow.bus import BusOptions, EmbeddedServer, _maybe_stop_shared, connect
 
 REPO = Path(__file__).resolve().parents[1]
 CWL_SUITE = (REPO.parent / "shared" / "cwl-v1.2").resolve()
 
 
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """A real nats-server with JetStream on loopback, shared by the session."""
-    server = EmbeddedServer(tmp_path_factory.mktemp("nats") / "jetstream")
+def running_server(store: Path) -> Iterator[EmbeddedServer]:
+    """A real nats-server with JetStream on loopback, for a fixture to yield from."""
+    server = EmbeddedServer(store)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A real nats-server with JetStream on loopback, shared by the session."""
+    yield from running_server(tmp_path_factory.mktemp("nats") / "jetstream")
 
 
 @pytest.fixture
@@ -48,15 +54,20 @@ async def event_log(bus_options: BusOptions) -> AsyncIterator[EventLog]:
         await nc.close()
 
 
+def cli_env(root: Path, server: EmbeddedServer) -> dict[str, str]:
+    """Environment for CLI subprocesses: a home and ``$TMPDIR`` under ``root``, ``server`` as the bus."""
+    env = dict(os.environ)
+    env["STREAMFLOW_HOME"] = str(root / "sfhome")
+    env["STREAMFLOW_NATS_URL"] = server.url
+    env["STREAMFLOW_NATS_TOKEN"] = server.token
+    env["TMPDIR"] = str(root)
+    return env
+
+
 @pytest.fixture
 def sf_env(tmp_path: Path, nats_server: EmbeddedServer) -> dict[str, str]:
     """Environment for CLI subprocesses: a private STREAMFLOW_HOME and the session's bus."""
-    env = dict(os.environ)
-    env["STREAMFLOW_HOME"] = str(tmp_path / "sfhome")
-    env["STREAMFLOW_NATS_URL"] = nats_server.url
-    env["STREAMFLOW_NATS_TOKEN"] = nats_server.token
-    env["TMPDIR"] = str(tmp_path)
-    return env
+    return cli_env(tmp_path, nats_server)
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120,
@@ -68,10 +79,14 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeo
                           timeout=timeout, check=False)
 
 
-def runner_daemon_pids(home: Path) -> list[int]:
+def runner_daemon_pids(home: Path, *, locks: list[Path] | None = None) -> list[int]:
     """Pids of the live runner daemons of a StreamFlow home (written in their lock files)."""
     pids = []
-    for lock in sorted((home / "runner").glob("*.lock")) if (home / "runner").exists() else []:
+    if locks is None:
+        locks = sorted((home / "runner").glob("*.lock")) if (home / "runner").exists() else []
+    for lock in locks:
+        if not lock.exists():
+            continue
         text = lock.read_text().strip()
         if text.isdigit():
             try:
@@ -82,16 +97,18 @@ def runner_daemon_pids(home: Path) -> list[int]:
     return pids
 
 
-def stop_runner_daemons(home: Path, env: dict[str, str]) -> None:
-    """Stop a home's runner daemons (SIGTERM, then SIGKILL) and its embedded nats-server."""
-    for pid in runner_daemon_pids(home):
+def stop_runner_daemons(home: Path, *, locks: list[Path] | None = None) -> None:
+    """Stop a home's runner daemons (SIGTERM, then SIGKILL) and its embedded nats-server.
+
+    ``locks``: the daemons' lock files, when their sockets are not under the home.
+    """
+    for pid in runner_daemon_pids(home, locks=locks):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
-    while runner_daemon_pids(home) and time.monotonic() < deadline:
+    while runner_daemon_pids(home, locks=locks) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in runner_daemon_pids(home):
+    for pid in runner_daemon_pids(home, locks=locks):
         os.kill(pid, signal.SIGKILL)
-    stop = ("import json; from streamflow.bus import _maybe_stop_shared, streamflow_home; "
-            "info = json.loads((streamflow_home() / 'nats' / 'server.json').read_text()); "
-            "_maybe_stop_shared(streamflow_home(), int(info['pid']))")
-    subprocess.run([sys.executable, "-c", stop], env=env, capture_output=True, check=False, timeout=30)
+    info_file = home / "nats" / "server.json"
+    if info_file.exists():
+        _maybe_stop_shared(home, int(json.loads(info_file.read_text())["pid"]))

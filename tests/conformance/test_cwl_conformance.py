@@ -73,7 +73,7 @@ def test_the_conformance_suite_passes(tmp_path: Path) -> None:
             ["bash", str(SCRIPT), "-j", "2", "--timeout", "300", "streamflow-cwl-runner", str(SUITE), str(outdir)],
             env=env, capture_output=True, text=True, timeout=1450, check=False)
     finally:
-        stop_runner_daemons(home, env)
+        stop_runner_daemons(home)
     summary = re.search(r"conformance: (\d+) passed, (\d+) failed, (\d+) unsupported of (\d+)", result.stdout)
     assert summary is not None, f"no summary (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     print(result.stdout)  # the summary and per-tag lines, in the test report

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from streamflow.bus import (
-    _maybe_stop_shared,
     _other_clients,
     _pid_alive,
     _presence_verdict,
     _shared_server_info,
     open_bus,
 )
+from tests.conftest import stop_runner_daemons
 
 
 @pytest.fixture
@@ -25,9 +25,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("STREAMFLOW_HOME", str(tmp_path))
     monkeypatch.delenv("STREAMFLOW_NATS_URL", raising=False)
     yield tmp_path
-    info_file = tmp_path / "nats" / "server.json"
-    if info_file.exists():
-        _maybe_stop_shared(tmp_path, int(json.loads(info_file.read_text())["pid"]))
+    stop_runner_daemons(tmp_path)  # no daemon here: this stops the home's server if one is left
 
 
 def _info(home: Path) -> dict[str, object]:

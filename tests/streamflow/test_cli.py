@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from events.log import EventLog
 from streamflow.bus import EmbeddedServer
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 TOOL = """\
 cwlVersion: v1.2
@@ -51,12 +50,7 @@ steps:
 
 
 def _env(home: Path, server: EmbeddedServer) -> dict[str, str]:
-    env = dict(os.environ)
-    env["STREAMFLOW_HOME"] = str(home / "sfhome")
-    env["STREAMFLOW_NATS_URL"] = server.url
-    env["STREAMFLOW_NATS_TOKEN"] = server.token
-    env["TMPDIR"] = str(home)
-    return env
+    return cli_env(home, server)
 
 
 def _write(root: Path, name: str, text: str) -> Path:
