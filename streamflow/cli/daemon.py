@@ -188,7 +188,7 @@ class _Daemon:
                 code = self._run(connection, request)
                 connection.send({"exit": code})
         except Exception as exc:  # one bad client must not take the daemon down
-            _daemon_log.write(f"runner daemon: request failed: {exc!r}\n")
+            _note(f"request failed: {exc!r}")
         finally:
             with self.lock:
                 self.active -= 1

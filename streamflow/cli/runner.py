@@ -36,8 +36,8 @@ __all__ = ["daemon_socket", "main"]
 
 _SOURCE_PACKAGES = ("streamflow", "actors", "events")
 _MAX_SOCKET_PATH = 100  # bytes: sun_path holds 108 with its terminating NUL
-_START_TIMEOUT = 60.0
-_MAX_LOG = 8 * 1024 * 1024  # seconds a client waits for a daemon it started to listen
+_START_TIMEOUT = 60.0  # seconds a client waits for a daemon it started to listen
+_MAX_LOG = 8 * 1024 * 1024  # bytes of a daemon log before a new daemon starts it afresh
 
 
 def _home() -> str:
