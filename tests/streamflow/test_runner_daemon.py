@@ -282,6 +282,31 @@ def test_a_home_too_deep_for_a_socket_path_still_gets_a_daemon(tmp_path: Path,
         stop_runner_daemons(home, locks=[lock])
 
 
+def test_a_killed_embedded_server_comes_back_and_the_run_completes(tmp_path: Path,
+                                                                   embedded_env: dict[str, str]) -> None:
+    """SIGKILL of the bus mid-job: the daemon restarts it on the same address, everyone reconnects."""
+    _write(tmp_path, "sleeper.cwl", SLEEPER.replace("exec sleep 60", "sleep 4; echo done > out.txt").replace(
+        "outputs: []", "outputs:\n  out:\n    type: File\n    outputBinding: {glob: out.txt}"))
+    pidfile = tmp_path / "tool.pid"
+    client = _start_client(["--quiet", "--outdir", "out", "sleeper.cwl", _job(tmp_path, "job.json", pidfile=str(pidfile))],
+                           embedded_env, tmp_path)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info_file = Path(embedded_env["STREAMFLOW_HOME"]) / "nats" / "server.json"
+    before = json.loads(info_file.read_text())
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert json.loads(out)["out"]["basename"] == "out.txt"
+    after = json.loads(info_file.read_text())
+    assert after["pid"] != before["pid"] and after["port"] == before["port"]
+    runs = _runs(embedded_env, tmp_path)
+    assert [r["status"] for r in runs] == ["COMPLETED"]
+    ids = [e["event_id"] for e in _run_events(embedded_env, tmp_path, runs[0]["run_id"])]
+    assert len(ids) == len(set(ids))
+
+
 def test_version_answers_at_once_and_validate_goes_through_the_daemon(tmp_path: Path,
                                                                       embedded_env: dict[str, str]) -> None:
     home = Path(embedded_env["STREAMFLOW_HOME"])
