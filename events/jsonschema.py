@@ -7,6 +7,7 @@ one of the events, selected by its ``type`` field.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import msgspec
@@ -26,4 +27,18 @@ def events_schema() -> dict[str, Any]:
         "MessagePack-encoded envelope; 'body.type' names the event."
     )
     schema["x-schema-version"] = SCHEMA_VERSION
-    return schema
+    return _clean_descriptions(schema)
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Dedent every ``description`` the same way whatever msgspec version wrote it.
+
+    msgspec up to 0.22 copies docstrings verbatim, 0.23 dedents them: the published schema
+    (and ``docs/events.schema.json``) must not depend on which one is installed.
+    """
+    if isinstance(node, dict):
+        return {key: inspect.cleandoc(value) if key == "description" and isinstance(value, str)
+                else _clean_descriptions(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node

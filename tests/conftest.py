@@ -17,6 +17,12 @@ from events.log import EventLog
 from streamflow.bus import BusOptions, EmbeddedServer, _maybe_stop_shared, connect
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite stands for `--no-container` behaviour: DockerRequirement tools run on the host,
+# whether or not a container engine is installed here (CI installs Podman for the connector
+# tests, and no registry is reachable to pull the conformance suite's images). Tests of the
+# container path choose an engine explicitly (tests/streamflow/cwl/test_container.py).
+os.environ.setdefault("STREAMFLOW_CONTAINER_ENGINE", "none")
 CWL_SUITE = (REPO.parent / "shared" / "cwl-v1.2").resolve()
 
 

@@ -67,7 +67,9 @@ def test_the_conformance_suite_passes(tmp_path: Path) -> None:
     home.mkdir()
     outdir = tmp_path / "conformance"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env.update(STREAMFLOW_HOME=str(home), STREAMFLOW_RUNNER_IDLE="10")  # a private embedded bus and daemon
+    # A private embedded bus and daemon; no registry is reachable, so DockerRequirement tools
+    # run on the host (cwltool --no-container's behaviour) even where Podman is installed.
+    env.update(STREAMFLOW_HOME=str(home), STREAMFLOW_RUNNER_IDLE="10", STREAMFLOW_CONTAINER_ENGINE="none")
     try:
         result = subprocess.run(
             ["bash", str(SCRIPT), "-j", "2", "--timeout", "300", "streamflow-cwl-runner", str(SUITE), str(outdir)],

@@ -69,7 +69,8 @@ def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     home = tmp_path / "sfhome"
     home.mkdir(mode=0o755)  # a home others may read: the daemon's own directory is what must be private
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env.update(STREAMFLOW_HOME=str(home), TMPDIR=str(tmp_path), STREAMFLOW_RUNNER_IDLE="20")
+    env.update(STREAMFLOW_HOME=str(home), TMPDIR=str(tmp_path), STREAMFLOW_RUNNER_IDLE="20",
+               STREAMFLOW_CONTAINER_ENGINE="none")
     yield env
     stop_runner_daemons(home)
 
