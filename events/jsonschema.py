@@ -27,7 +27,8 @@ def events_schema() -> dict[str, Any]:
         "MessagePack-encoded envelope; 'body.type' names the event."
     )
     schema["x-schema-version"] = SCHEMA_VERSION
-    return _clean_descriptions(schema)
+    cleaned: dict[str, Any] = _clean_descriptions(schema)
+    return cleaned
 
 
 def _clean_descriptions(node: Any) -> Any:
