@@ -17,6 +17,8 @@ class BuiltinPlugin(StreamFlowPlugin):
 
     def register(self) -> None:
         """Register the built-in classes (imported here, so that importing the registry is cheap)."""
+        from streamflow.connectors.docker import DockerConnector
+        from streamflow.connectors.docker_compose import DockerComposeConnector
         from streamflow.connectors.local import LocalConnector
         from streamflow.deployment.manager import DefaultDeploymentManager
         from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
@@ -24,6 +26,8 @@ class BuiltinPlugin(StreamFlowPlugin):
         from streamflow.scheduling.policy import DataLocalityPolicy
 
         self.register_connector("local", LocalConnector)
+        self.register_connector("docker", DockerConnector)
+        self.register_connector("docker-compose", DockerComposeConnector)
         self.register_policy("data_locality", DataLocalityPolicy)
         self.register_deployment_manager("default", DefaultDeploymentManager)
         self.register_failure_manager("default", RetryFailureManager)
