@@ -10,7 +10,7 @@ __all__ = ["BuiltinPlugin"]
 class BuiltinPlugin(StreamFlowPlugin):
     """Registers the implementations shipped with StreamFlow.
 
-    Names: connector ``local``; policy ``data_locality``; deployment manager ``default``;
+    Names: connectors ``local`` and ``ssh``; policy ``data_locality``; deployment manager ``default``;
     failure managers ``default`` and ``retry`` (the same class) and ``dummy``; checkpoint
     managers ``default`` and ``dummy``.
     """
@@ -20,12 +20,14 @@ class BuiltinPlugin(StreamFlowPlugin):
         from streamflow.connectors.docker import DockerConnector
         from streamflow.connectors.docker_compose import DockerComposeConnector
         from streamflow.connectors.local import LocalConnector
+        from streamflow.connectors.ssh import SSHConnector
         from streamflow.deployment.manager import DefaultDeploymentManager
         from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
         from streamflow.recovery.failure import DummyFailureManager, RetryFailureManager
         from streamflow.scheduling.policy import DataLocalityPolicy
 
         self.register_connector("local", LocalConnector)
+        self.register_connector("ssh", SSHConnector)
         self.register_connector("docker", DockerConnector)
         self.register_connector("docker-compose", DockerComposeConnector)
         self.register_policy("data_locality", DataLocalityPolicy)
