@@ -19,7 +19,9 @@ class BuiltinPlugin(StreamFlowPlugin):
         """Register the built-in classes (imported here, so that importing the registry is cheap)."""
         from streamflow.connectors.docker import DockerConnector
         from streamflow.connectors.docker_compose import DockerComposeConnector
+        from streamflow.connectors.kubernetes import HelmConnector, KubernetesConnector
         from streamflow.connectors.local import LocalConnector
+        from streamflow.connectors.singularity import SingularityConnector
         from streamflow.connectors.ssh import SSHConnector
         from streamflow.deployment.manager import DefaultDeploymentManager
         from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
@@ -30,6 +32,10 @@ class BuiltinPlugin(StreamFlowPlugin):
         self.register_connector("ssh", SSHConnector)
         self.register_connector("docker", DockerConnector)
         self.register_connector("docker-compose", DockerComposeConnector)
+        self.register_connector("kubernetes", KubernetesConnector)
+        self.register_connector("helm", HelmConnector)
+        self.register_connector("singularity", SingularityConnector)
+        self.register_connector("apptainer", SingularityConnector)
         self.register_policy("data_locality", DataLocalityPolicy)
         self.register_deployment_manager("default", DefaultDeploymentManager)
         self.register_failure_manager("default", RetryFailureManager)

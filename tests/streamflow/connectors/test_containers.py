@@ -24,6 +24,7 @@ from streamflow.config import load_config
 from streamflow.connectors.docker import DockerConnector
 from streamflow.connectors.docker_compose import DockerComposeConnector, compose_client
 from streamflow.connectors.local import LOCALHOST, LocalConnector
+from streamflow.connectors.singularity import SingularityConnector, singularity_client
 from streamflow.core.deployment import ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
 from streamflow.deployment.manager import DefaultDeploymentManager
@@ -464,6 +465,72 @@ async def test_compose_services_are_locations(
         assert loc.service == "web"
         assert await connector.run(loc, ["echo", "ok"], capture_output=True) == ("ok", 0)
         assert len(await connector.get_available_locations()) == 2
+    finally:
+        await connector.undeploy(external=False)
+    assert not await connector.locations()
+
+
+# --- singularity / apptainer ----------------------------------------------------------------------
+
+
+def test_singularity_schema_and_argv(tmp_path: Path) -> None:
+    """The schema validates; instance start and exec get binds, env, workdir (paths from config_dir)."""
+    schema = SingularityConnector.get_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid({"image": "x.sif", "instanceName": "i", "bind": ["/a:/b"]})
+    assert not validator.is_valid({"instanceName": "i"})
+    assert Registry.default().get("connector", "apptainer") is SingularityConnector
+    connector = SingularityConnector(
+        "s", str(tmp_path), image="img.sif", instanceName="inst", bind=["data:/data", "/abs"], env={"A": 1},
+        client="apptainer",
+    )  # fmt: skip
+    assert connector.start_argv() == [
+        "apptainer", "instance", "start", "--bind", f"{tmp_path}/data:/data", "--bind", "/abs",
+        "--env", "A=1", str(tmp_path / "img.sif"), "inst",
+    ]  # fmt: skip
+    loc = ExecutionLocation("inst", "s")
+    assert connector.exec_argv(loc, ["true"], workdir="/w", environment={"K": "v"}) == [
+        "apptainer", "exec", "--pwd", "/w", "--env", "K=v", "instance://inst", "true",
+    ]  # fmt: skip
+    assert SingularityConnector("s", "/", image="docker://busybox").image == "docker://busybox"
+
+
+async def test_singularity_missing_client_is_a_deployment_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without apptainer or singularity on PATH, deploy says so."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeploymentError, match="neither apptainer nor singularity is installed"):
+        await SingularityConnector("s", str(tmp_path), image="x.sif").deploy(external=False)
+
+
+@pytest.mark.skipif(
+    singularity_client() is None, reason="neither apptainer nor singularity is installed (not packaged here)"
+)
+async def test_singularity_instance(tmp_path: Path) -> None:
+    """A busybox sandbox as an instance: run, copies both ways, undeploy stops it."""
+    root = tmp_path / "sandbox"
+    for sub in ("bin", "tmp", "etc", "root"):
+        (root / sub).mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    applets = subprocess.run(
+        ["/bin/busybox", "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        if not (root / "bin" / applet).exists():
+            (root / "bin" / applet).symlink_to("busybox")
+    connector = SingularityConnector("sing", str(tmp_path), image="sandbox", options=["--writable-tmpfs"])
+    await connector.deploy(external=False)
+    try:
+        [loc] = [a.location for a in (await connector.get_available_locations()).values()]
+        assert await connector.run(
+            loc, ["sh", "-c", "echo $X; exit 2"], environment={"X": "y"}, capture_output=True
+        ) == ("y", 2)
+        (tmp_path / "f.txt").write_text("data\n")
+        await connector.copy_local_to_remote(str(tmp_path / "f.txt"), "/tmp/sf/f.txt", [loc])
+        await connector.copy_remote_to_local("/tmp/sf/f.txt", str(tmp_path / "back.txt"), loc)
+        assert (tmp_path / "back.txt").read_text() == "data\n"
     finally:
         await connector.undeploy(external=False)
     assert not await connector.locations()
