@@ -16,7 +16,7 @@ def _check(script: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.parametrize("script", ["gen_events_doc.py", "gen_cli_doc.py"])
+@pytest.mark.parametrize("script", ["gen_events_doc.py", "gen_cli_doc.py", "gen_connectors_doc.py"])
 def test_generated_docs_are_up_to_date(script: str) -> None:
     """`scripts/<script> --check` exits 0: the committed docs match what the script generates."""
     result = _check(script)
@@ -49,6 +49,17 @@ def test_cli_doc_covers_every_command() -> None:
     for name in commands:
         assert f"### `streamflow {name}`\n" in text
     assert "## `streamflow-cwl-runner`\n" in text
+
+
+def test_connectors_doc_covers_every_connector() -> None:
+    """docs/connectors.md has a section for every connector type of StreamFlow's own plugins."""
+    from streamflow.plugins import Registry
+
+    text = (ROOT / "docs" / "connectors.md").read_text()
+    registry = Registry.default()
+    for name in registry.names("connector"):
+        if registry.get("connector", name).__module__.startswith(("streamflow.", "actors.")):
+            assert f"`{name}`" in text and (f"## `{name}`" in text or f"alias `{name}`" in text)
 
 
 def test_check_fails_on_stale_docs(tmp_path: Path) -> None:
