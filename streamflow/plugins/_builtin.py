@@ -19,9 +19,12 @@ class BuiltinPlugin(StreamFlowPlugin):
         """Register the built-in classes (imported here, so that importing the registry is cheap)."""
         from streamflow.connectors.docker import DockerConnector
         from streamflow.connectors.docker_compose import DockerComposeConnector
+        from streamflow.connectors.flux import FluxConnector
         from streamflow.connectors.kubernetes import HelmConnector, KubernetesConnector
         from streamflow.connectors.local import LocalConnector
+        from streamflow.connectors.pbs import PBSConnector
         from streamflow.connectors.singularity import SingularityConnector
+        from streamflow.connectors.slurm import SlurmConnector
         from streamflow.connectors.ssh import SSHConnector
         from streamflow.deployment.manager import DefaultDeploymentManager
         from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
@@ -29,6 +32,9 @@ class BuiltinPlugin(StreamFlowPlugin):
         from streamflow.scheduling.policy import DataLocalityPolicy
 
         self.register_connector("local", LocalConnector)
+        self.register_connector("slurm", SlurmConnector)
+        self.register_connector("pbs", PBSConnector)
+        self.register_connector("flux", FluxConnector)
         self.register_connector("ssh", SSHConnector)
         self.register_connector("docker", DockerConnector)
         self.register_connector("docker-compose", DockerComposeConnector)
