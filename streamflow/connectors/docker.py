@@ -113,8 +113,9 @@ class EngineMixin(ContainerConnector):
         return [*argv, location.name, *command]
 
     def tar_out_argv(self, location: ExecutionLocation, src: str) -> list[str]:
-        """``docker cp -L CONTAINER:SRC -`` (no ``tar`` needed in the container)."""
-        return self.engine_argv("cp", "-L", f"{location.name}:{src}", "-")
+        """``docker cp -L CONTAINER:SRC -`` (no ``tar`` needed in the container; podman has no ``-L``)."""
+        follow = ["-L"] if self.engine == "docker" else []
+        return self.engine_argv("cp", *follow, f"{location.name}:{src}", "-")
 
     def tar_in_argv(self, location: ExecutionLocation, directory: str) -> list[str]:
         """``docker cp - CONTAINER:DIRECTORY``."""
