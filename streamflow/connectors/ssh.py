@@ -13,6 +13,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -124,7 +125,7 @@ class SSHConnector(Connector):
         }
         self._pools = self._new_pools()
         self._locations: dict[str, AvailableLocation] | None = None
-        self._running: dict[int, tuple[NodePool, int]] = {}
+        self._running: dict[int, _Running] = {}
         self._keys = itertools.count()
 
     def _new_pools(self) -> dict[str, NodePool]:
@@ -182,8 +183,12 @@ class SSHConnector(Connector):
 
     async def undeploy(self, external: bool) -> None:
         """Kill the commands still running through this connector and close the connections."""
-        for pool, pgid in list(self._running.values()):
-            await self._kill_group(pool, pgid)
+        running = list(self._running.values())
+        for command in running:
+            await self._kill_group(command)
+        with contextlib.suppress(TimeoutError):  # let the killed commands report their status
+            async with asyncio.timeout(5):
+                await asyncio.gather(*(command.process.wait_closed() for command in running))
         self._running.clear()
         for pool in self._pools.values():
             await pool.close()
@@ -260,15 +265,30 @@ class SSHConnector(Connector):
         except (asyncssh.Error, OSError) as exc:
             raise error(f"ssh failure on {location}: {exc}", location=str(location)) from exc
 
-    async def _kill_group(self, pool: NodePool, pgid: int) -> None:
+    async def _kill_group(self, running: _Running) -> None:
+        """Kill the process group of a running command, then close its channel.
+
+        The kill goes over a new channel of the command's own connection, outside the pool's
+        session count (so that a full pool cannot delay it). If the server refuses one more
+        channel (its ``MaxSessions`` reached: OpenSSH keeps a session until its command exits,
+        even when the client closed the channel) or the connection was lost, a dedicated
+        connection is opened for the kill. Shielded: a cancelled caller still kills.
+        """
         import asyncssh
 
         from streamflow.connectors._ssh_shell import kill_group_command_line
 
+        line = kill_group_command_line(running.pgid)
+
         async def kill() -> None:
             with contextlib.suppress(ConnectorError, asyncssh.Error, OSError, TimeoutError):
-                async with asyncio.timeout(30), pool.session() as connection:
-                    await connection.run(kill_group_command_line(pgid), check=False)
+                async with asyncio.timeout(30):
+                    if not running.connection.is_closed():
+                        with contextlib.suppress(asyncssh.ChannelOpenError):
+                            await running.connection.run(line, check=False)
+                            return
+                    async with await running.pool.connect() as connection:
+                        await connection.run(line, check=False)
 
         await asyncio.shield(asyncio.ensure_future(kill()))
 
@@ -303,23 +323,23 @@ class SSHConnector(Connector):
         key = next(self._keys)
         async with self._session(location, RemoteCommandError) as connection:
             process = await connection.create_process(line, encoding=None)
-            pgid: int | None = None
+            running: _Running | None = None
             try:
                 process.stdin.write_eof()
                 async with asyncio.timeout(timeout):
                     first = await process.stdout.readline()
                     if first.strip().isdigit():
-                        pgid = int(first)
-                        self._running[key] = (pool, pgid)
+                        running = _Running(pool, connection, process, int(first))
+                        self._running[key] = running
                     output, errors = await asyncio.gather(process.stdout.read(), process.stderr.read())
                     await process.wait_closed()
             except TimeoutError as exc:
-                await self._abort(process, pool, pgid)
+                await self._abort(process, running)
                 raise CommandTimeoutError(
                     f"{command[0]!r} on {location} timed out after {timeout} s", location=str(location)
                 ) from exc
             except BaseException:
-                await self._abort(process, pool, pgid)
+                await self._abort(process, running)
                 raise
             finally:
                 self._running.pop(key, None)
@@ -331,11 +351,9 @@ class SSHConnector(Connector):
             return text, code
         return code
 
-    async def _abort(
-        self, process: asyncssh.SSHClientProcess[bytes], pool: NodePool, pgid: int | None
-    ) -> None:
-        if pgid is not None:
-            await self._kill_group(pool, pgid)
+    async def _abort(self, process: asyncssh.SSHClientProcess[bytes], running: _Running | None) -> None:
+        if running is not None:
+            await self._kill_group(running)
         process.close()
 
     async def _exec(self, connection: asyncssh.SSHClientConnection, argv: list[str], what: str) -> None:
@@ -504,6 +522,16 @@ class SSHConnector(Connector):
     ) -> AbstractAsyncContextManager[StreamWrapper]:
         """Stream into the standard input of ``command`` run on the node ``location``."""
         return self._stream(command, location, writable=True)
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A command running through :meth:`SSHConnector.run`: where, and its process group."""
+
+    pool: NodePool
+    connection: asyncssh.SSHClientConnection
+    process: asyncssh.SSHClientProcess[bytes]
+    pgid: int
 
 
 def _beside(path: str, kind: str) -> str:

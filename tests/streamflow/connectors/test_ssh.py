@@ -221,6 +221,30 @@ async def test_sessions_are_multiplexed_on_one_connection(sshd: SshdInfo, tmp_pa
         await connector.undeploy(external=False)
 
 
+async def test_timeout_kill_works_when_every_session_is_busy(sshd: SshdInfo, tmp_path: Path) -> None:
+    """With all the server's sessions in use (MaxSessions 20), a timed-out command is still killed."""
+    connector = _connector(sshd, tmp_path, maxConcurrentSessions=20)
+    pidfiles = [tmp_path / f"child{i}.pid" for i in range(20)]
+    try:
+        long_runs = [
+            asyncio.ensure_future(connector.run(NODE, ["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"]))
+            for pidfile in pidfiles[:19]
+        ]
+        pids = [int(await _wait_for(pidfile)) for pidfile in pidfiles[:19]]
+        start = time.monotonic()
+        with pytest.raises(CommandTimeoutError):
+            await connector.run(NODE, ["sh", "-c", f"sleep 300 & echo $! > {pidfiles[19]}; wait"], timeout=1)
+        assert time.monotonic() - start < 15
+        assert await _eventually_dead(int(await _wait_for(pidfiles[19])))
+        for task in long_runs:
+            task.cancel()
+        await asyncio.gather(*long_runs, return_exceptions=True)
+        for pid in pids:
+            assert await _eventually_dead(pid)
+    finally:
+        await connector.undeploy(external=False)
+
+
 async def test_unreachable_host_is_a_retryable_remote_command_error(tmp_path: Path) -> None:
     """A node nobody answers on gives a retryable RemoteCommandError from run()."""
     with socketless_port() as port:
