@@ -127,7 +127,8 @@ class NodePool:
                 known = self.options.known_hosts
                 raise ConnectorError(
                     f"deployment {self.deployment!r}: the host key of {self.node.hostname} "
-                    f"(port {self.node.port}) is not trusted: it is not in the known_hosts file {known}"
+                    f"(port {self.node.port}) is not trusted: it is missing from, or differs from the "
+                    f"entry in, the known_hosts file {known}"
                     f"{'' if known and os.path.exists(known) else ' (the file does not exist)'}; "
                     f"add it there (e.g. ssh-keyscan -p {self.node.port} {self.node.hostname}), "
                     "choose another file with knownHostsFile, or set checkHostKey: false (insecure)",

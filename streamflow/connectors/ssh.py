@@ -184,8 +184,7 @@ class SSHConnector(Connector):
     async def undeploy(self, external: bool) -> None:
         """Kill the commands still running through this connector and close the connections."""
         running = list(self._running.values())
-        for command in running:
-            await self._kill_group(command)
+        await asyncio.gather(*(self._kill_group(command) for command in running))
         with contextlib.suppress(TimeoutError):  # let the killed commands report their status
             async with asyncio.timeout(5):
                 await asyncio.gather(*(command.process.wait_closed() for command in running))
