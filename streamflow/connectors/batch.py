@@ -169,7 +169,8 @@ def connector_schema(
             ),
             "services": {
                 "type": "object",
-                "description": "Named option sets; a target's service picks one",
+                "description": "Named option sets; a target's service picks one. Options: "
+                + ", ".join(["file", *service_properties]),
                 "additionalProperties": service,
             },
             "maxConcurrentJobs": {

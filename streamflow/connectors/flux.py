@@ -34,13 +34,19 @@ _OPTION_NAMES = {"begin": "begin-time"}
 class FluxConnector(QueueManagerConnector):
     """Submits jobs to Flux with ``flux batch`` and follows them with ``flux jobs``.
 
+    The queue is reached through the deployment this one ``wraps`` (e.g. an ``ssh`` deployment to
+    the login node), or this machine without ``wraps``. A job (a run with a job name) becomes a
+    batch script in its working directory, submitted and polled every ``pollingInterval`` seconds,
+    at most ``maxConcurrentJobs`` at once; it is cancelled in the queue on timeout, on cancellation
+    and on undeploy. Other commands (small probes) run directly on the login node.
+
     Service options become ``#flux:`` directive lines (``nslots: 2`` gives ``#flux: --nslots=2``);
     without ``nslots`` or ``nodes`` the job asks for one slot. The job's name and output files are
     given to ``flux batch`` on its command line; the script changes to the working directory
     itself. States come from ``flux jobs -n -o "{state} {returncode}" <id>`` (a negative return
     code, a signal, gives 128+n; a job cancelled before it started gives 1); jobs are cancelled with
-    ``flux cancel``. The batch nodes share the login node's file system (see
-    :class:`~streamflow.connectors.queue_manager.QueueManagerConnector`).
+    ``flux cancel``. The batch nodes are assumed to share the login node's file
+    system: copies and streams go to the login node through the wrapped connector.
 
     Written against Flux's documented command line; Flux is not packaged where StreamFlow's tests
     run, so only the scripts and command lines this connector builds are tested, not a real Flux.

@@ -30,6 +30,12 @@ _OPTIONS = {
 class PBSConnector(QueueManagerConnector):
     """Submits jobs to PBS (PBS Pro, OpenPBS, Torque) with ``qsub`` and follows them with ``qstat -f``.
 
+    The queue is reached through the deployment this one ``wraps`` (e.g. an ``ssh`` deployment to
+    the login node), or this machine without ``wraps``. A job (a run with a job name) becomes a
+    batch script in its working directory, submitted and polled every ``pollingInterval`` seconds,
+    at most ``maxConcurrentJobs`` at once; it is cancelled in the queue on timeout, on cancellation
+    and on undeploy. Other commands (small probes) run directly on the login node.
+
     Service options become ``#PBS`` lines: ``destination: workq`` gives ``#PBS -q workq``,
     ``resources: {nodes: 1, walltime: "00:10:00"}`` gives ``#PBS -l nodes=1,walltime=00:10:00``,
     ``additionalAttributes: {depend: ...}`` gives ``#PBS -W depend=...``. The job's name and output
@@ -37,8 +43,8 @@ class PBSConnector(QueueManagerConnector):
     changes to the working directory itself. A job has ended when ``qstat -f`` shows
     ``job_state`` ``C``, ``F`` or ``X`` or no longer knows it; its exit code is ``exit_status``
     when ``qstat`` shows one, else the one the script wrote next to itself. Jobs are cancelled with
-    ``qdel``. The batch nodes share the login node's file system (see
-    :class:`~streamflow.connectors.queue_manager.QueueManagerConnector`).
+    ``qdel``. The batch nodes are assumed to share the login node's file
+    system: copies and streams go to the login node through the wrapped connector.
 
     Tested against the ``qsub``/``qstat``/``qdel`` wrappers of Debian's ``slurm-wlm-torque`` (over
     Slurm), not against a real PBS server.

@@ -470,7 +470,16 @@ class QueueManagerConnector(ConnectorWrapper):
         where: str,
     ) -> int:
         argv = self.submit_command(files.script, self.job_name(job_name), workdir, files.stdout, files.stderr)
-        output, code = await self._probe(inner, argv, workdir)
+        submission = asyncio.ensure_future(self._probe(inner, argv, workdir))
+        try:
+            output, code = await asyncio.shield(submission)
+        except asyncio.CancelledError:
+            # The submission goes on: cancel the job it creates, so that none is left behind.
+            with contextlib.suppress(Exception):
+                output, code = await submission
+                if code == 0 and (orphan := self.parse_job_id(output)) is not None:
+                    await self._cancel(orphan, inner)
+            raise
         job_id = self.parse_job_id(output) if code == 0 else None
         if job_id is None:
             raise RemoteCommandError(

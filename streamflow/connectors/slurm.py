@@ -100,14 +100,20 @@ def _escape(path: str) -> str:
 class SlurmConnector(QueueManagerConnector):
     """Submits jobs to Slurm with ``sbatch`` and follows them with ``scontrol show job``.
 
+    The queue is reached through the deployment this one ``wraps`` (e.g. an ``ssh`` deployment to
+    the login node), or this machine without ``wraps``. A job (a run with a job name) becomes a
+    batch script in its working directory, submitted and polled every ``pollingInterval`` seconds,
+    at most ``maxConcurrentJobs`` at once; it is cancelled in the queue on timeout, on cancellation
+    and on undeploy. Other commands (small probes) run directly on the login node.
+
     Service options become ``#SBATCH --<option>=<value>`` lines (``cpusPerTask: 2`` gives
     ``--cpus-per-task=2``; a ``true`` flag gives ``--exclusive``). The job's name, working
     directory and output files are given to ``sbatch`` on its command line, so they win over a
     template's directives. Job states and exit codes come from ``scontrol show job -o`` (no
     accounting database needed); a job the controller has already forgotten (after its
     ``MinJobAge``) is read back from the exit-code file its script wrote. Jobs are cancelled with
-    ``scancel``. The batch nodes share the login node's file system (see
-    :class:`~streamflow.connectors.queue_manager.QueueManagerConnector`).
+    ``scancel``. The batch nodes are assumed to share the login node's file
+    system: copies and streams go to the login node through the wrapped connector.
     """
 
     directive = "#SBATCH"

@@ -306,10 +306,13 @@ def start_slurm(dir: str | os.PathLike[str], link_etc: bool = False, timeout: fl
 def stop_slurm(info: SlurmInfo, timeout: float = 15.0) -> None:
     """Stop the daemons ``info`` started (slurmd, slurmctld, munged) and wait for them to exit.
 
+    Jobs still in the queue are cancelled first (slurmd does not take its jobs down with it),
+    and any ``slurmstepd`` of this cluster that outlives slurmd is killed with its job processes.
     Each daemon is signalled (SIGTERM, then SIGKILL after ``timeout``) by the pid its pid file
     holds, only if that pid still runs that daemon. The ``/etc/slurm/slurm.conf`` link is removed
     if it still points to ``info.conf``. Idempotent.
     """
+    _cancel_all_jobs(info)
     if info.linked_etc:
         etc = Path(ETC_SLURM_CONF)
         if etc.is_symlink() and os.readlink(etc) == info.conf:
@@ -330,6 +333,65 @@ def stop_slurm(info: SlurmInfo, timeout: float = 15.0) -> None:
             deadline = time.monotonic() + 5
             while not _gone(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
+    _kill_leftover_steps(info)
+
+
+def _cancel_all_jobs(info: SlurmInfo, timeout: float = 10.0) -> None:
+    """Cancel every job of this cluster and wait for them to end (slurmd does not kill them on exit)."""
+    pid = _read_pid(info.pid_file("slurmctld"))
+    if pid is None or _gone(pid) or not _is_daemon(pid, "slurmctld"):
+        return
+    env = info.client_env()
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        subprocess.run(
+            ["scancel", f"--partition={info.partition}"], env=env, capture_output=True, timeout=timeout
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            active = subprocess.run(
+                ["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING,SUSPENDED,CONFIGURING"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+            if active.returncode == 0 and not active.stdout.strip():
+                return
+            time.sleep(0.2)
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _kill_leftover_steps(info: SlurmInfo) -> None:
+    """SIGKILL the slurmstepd processes of this cluster (found by SLURM_CONF in their environment)
+    that outlived slurmd, with the job processes under them."""
+    marker = f"SLURM_CONF={info.conf}".encode()
+    tree = _children()
+    victims: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if not (entry / "cmdline").read_bytes().startswith(b"slurmstepd"):
+                continue
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            stack = [int(entry.name)]
+            while stack:
+                pid = stack.pop()
+                victims.append(pid)
+                stack.extend(tree.get(pid, []))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

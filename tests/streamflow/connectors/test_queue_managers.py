@@ -30,9 +30,10 @@ from streamflow.core.exception import CommandTimeoutError
 from streamflow.deployment.manager import DefaultDeploymentManager
 from streamflow.errors import ConfigError, DeploymentError
 from streamflow.plugins import Registry
-from tests.backends.slurm import SlurmInfo, slurm
+from tests.backends.slurm import ETC_SLURM_CONF, SlurmInfo, slurm, start_slurm, stop_slurm
+from tests.backends.sshd import SshdInfo, sshd
 
-__all__ = ["slurm"]  # the session fixture, imported so that pytest finds it here
+__all__ = ["slurm", "sshd"]  # the session fixtures, imported so that pytest finds them here
 
 POLL = 0.2
 
@@ -44,10 +45,10 @@ class _Context:
         self.config: dict[str, Any] = {"config_dir": config_dir}
 
 
-def _jobs(name: str) -> list[dict[str, str]]:
+def _jobs(name: str, env: dict[str, str] | None = None) -> list[dict[str, str]]:
     """The Slurm records (``scontrol show job -o``) of the jobs named ``name``."""
     output = subprocess.run(
-        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=False
+        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=False, env=env
     ).stdout
     records = []
     for line in output.splitlines():
@@ -230,6 +231,19 @@ async def test_cancelling_the_task_scancels_the_job(connector: SlurmConnector) -
     await _until(lambda: _final_state("canceljob") == "CANCELLED")
 
 
+async def test_cancellation_at_any_point_leaves_no_job(connector: SlurmConnector) -> None:
+    """Whenever the task is cancelled (before, during or after sbatch), no job is left in the queue."""
+    loc = await _location(connector)
+    for i, delay in enumerate((0.0, 0.02, 0.05, 0.1, 0.2, 0.4)):
+        name = f"orphan{i}"
+        task = asyncio.create_task(connector.run(loc, ["sleep", "60"], job_name=name))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _until(lambda name=name: all(job["JobState"] == "CANCELLED" for job in _jobs(name)))
+
+
 async def test_undeploy_cancels_running_jobs(slurm: SlurmInfo, tmp_path: Path) -> None:
     """undeploy scancels the jobs still in the queue; their run returns a failure code."""
     connector = SlurmConnector("hpc", str(tmp_path), pollingInterval=POLL)
@@ -271,6 +285,43 @@ async def test_copies_go_to_the_login_node(connector: SlurmConnector, tmp_path: 
     assert (tmp_path / "c.txt").read_text() == "payload"
     async with connector.get_stream_reader(["cat", str(tmp_path / "c.txt")], loc) as stream:
         assert await stream.read() == b"payload"
+
+
+async def test_slurm_over_ssh_with_linked_etc(
+    sshd: SshdInfo, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A Slurm started with link_etc answers sbatch from plain ssh sessions (no SLURM_CONF there)."""
+    from streamflow.connectors.ssh import SSHConnector
+
+    info = start_slurm(tmp_path_factory.mktemp("slurm-etc"), link_etc=True)
+    login = SSHConnector("login", str(tmp_path), **sshd.connector_config())
+    connector = SlurmConnector("hpc", str(tmp_path), connector=login, pollingInterval=POLL)
+    try:
+        assert os.path.realpath(ETC_SLURM_CONF) == info.conf
+        await login.deploy(external=False)
+        await connector.deploy(external=False)
+        [available] = (await connector.get_available_locations()).values()
+        assert available.wraps is not None and available.wraps.deployment == "login"
+        loc = available.location
+        assert await connector.run(loc, ["sh", "-c", "echo ${SLURM_CONF:-unset}"], capture_output=True) == (
+            "unset",
+            0,
+        )
+        output, code = await connector.run(  # type: ignore[misc]
+            loc,
+            ["sh", "-c", 'echo "$SLURM_JOB_NAME $SF_Y"; exit 6'],
+            environment={"SF_Y": "over ssh"},
+            workdir=str(tmp_path / "remote"),
+            capture_output=True,
+            job_name="sshjob",
+        )
+        assert (output, code) == ("sshjob over ssh", 6)
+        assert _jobs("sshjob", info.client_env())[0]["JobState"] == "FAILED"
+    finally:
+        await connector.undeploy(external=False)
+        await login.undeploy(external=False)
+        stop_slurm(info)
+    assert not os.path.lexists(ETC_SLURM_CONF)
 
 
 # --- pbs through the torque wrappers ------------------------------------------------------------------
