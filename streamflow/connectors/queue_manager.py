@@ -242,8 +242,13 @@ class QueueManagerConnector(ConnectorWrapper):
 
         The service's directives follow the template's first line when it is a ``#!`` line (and
         come first after a ``#!/bin/sh`` added otherwise).
+
+        Raises:
+            ConfigError: if ``service`` is not one of ``services``.
         """
-        options = self.services.get(service, {}) if service else {}
+        if service is not None and service not in self.services:
+            raise self._config_error("services", f"no service named {service!r}")
+        options = self.services[service] if service is not None else {}
         directives = [f"{self.directive} {argument}" for argument in self.service_directives(options)]
         line = command_line(command, environment, workdir, stdin, rc_file)
         template = (self.templates.get(service) if service else None) or self.template

@@ -471,6 +471,8 @@ def test_constructor_config_errors(tmp_path: Path) -> None:
     (tmp_path / "t.sh").write_text("#!/bin/sh\n{{ streamflow_command }} {{ other }}\n")
     with pytest.raises(ConfigError, match=r"unknown placeholders \['other'\]"):
         SlurmConnector("hpc", str(tmp_path), file="t.sh")
+    with pytest.raises(ConfigError, match=r"'hpc'.*no service named 'nope'"):
+        SlurmConnector("hpc", str(tmp_path)).build_script(["true"], service="nope")
     with pytest.raises(ConfigError, match="maxConcurrentJobs"):
         PBSConnector("hpc", str(tmp_path), maxConcurrentJobs=0)
 
