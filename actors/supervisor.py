@@ -196,12 +196,21 @@ def _place(src: Path, dst: Path) -> None:
     if src.is_dir():
         shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
         return
-    try:
-        # link(2) does not follow a symbolic link: link its target, not the (maybe
-        # relative, soon dangling) link itself.
-        os.link(os.path.realpath(src), dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    # Always a copy, never a hard link: a delivered file must not share its inode with a
+    # job directory, where a straggling process (or a later job) could still change it.
+    _copy_file(Path(os.path.realpath(src)), dst)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to the new file ``dst`` (``O_EXCL | O_NOFOLLOW``: never through a link)."""
+    executable = os.stat(src).st_mode & 0o111
+    with src.open("rb") as source:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o777 if executable else 0o666)  # the user's umask applies
+        with os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    info = os.stat(src)
+    os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = None,
@@ -265,7 +274,7 @@ def _relocate(value: Any, outdir: Path, taken: set[str], parent: Path | None = N
 
 
 def deliver_outputs(outputs: dict[str, Any], outdir: str) -> dict[str, Any]:
-    """Copy (hard-link where possible) every output file into ``outdir``; rewrite locations."""
+    """Copy every output file into ``outdir`` (copies, never hard links); rewrite locations."""
     target = Path(outdir)
     target.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()

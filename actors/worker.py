@@ -7,7 +7,7 @@ more pollers, with no rebalancing. For each task it
 1. skips it (and acks) if the job's completion is already in the log;
 2. appends ``JobStarted`` under an expected-sequence check on the job's subject, so two
    workers cannot both own an attempt;
-3. runs the attempt in a fresh directory ``<workdir>/<run>/<job>/<attempt>-<delivery>``,
+3. runs the attempt in a fresh private directory (:mod:`streamflow.data.jobdirs`),
    telling the server it is still working (``in_progress``) while it runs;
 4. appends ``JobCompleted`` or ``JobFailed`` (expected sequence: its own ``JobStarted``;
    a worker that lost the race discards its result), and only then acks the task.
@@ -46,6 +46,7 @@ from events.schema import (
 from events.tasks import JobTask, decode_task
 from streamflow.cwl.inputs import fill_and_validate_inputs
 from streamflow.cwl.tool import execute_process, tool_output
+from streamflow.data.jobdirs import UnsafeDirectoryError, new_attempt_dir, private_base
 from streamflow.data.objectstore import fetch_missing, publish_paths
 from streamflow.errors import (
     ConcurrencyError,
@@ -197,7 +198,11 @@ class Worker:
                 await msg.ack()
                 return
             base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
-            workdir = Path(base) / task.run_id / task.job / f"{task.attempt}-{delivery}"
+            unsafe: UnsafeDirectoryError | None = None
+            try:  # a private directory of its own, never reused (streamflow/data/jobdirs.py)
+                workdir = await asyncio.to_thread(_new_workdir, base, task, delivery)
+            except UnsafeDirectoryError as exc:
+                workdir, unsafe = Path(base), exc
             try:
                 started = await self.log.append(
                     task.run_id, "job", task.job,
@@ -207,10 +212,14 @@ class Worker:
                     expected_last_seq=last[0] if last else 0)
             except ConcurrencyError:
                 # Another worker owns this attempt now; the server will not redeliver an acked task.
+                if unsafe is None:
+                    with contextlib.suppress(OSError):
+                        workdir.rmdir()
                 await msg.ack()
                 return
             begin = time.monotonic()
-            attempt = asyncio.create_task(self._execute(task, workdir, delivery))
+            attempt = asyncio.create_task(self._execute(task, workdir, delivery) if unsafe is None
+                                          else _refused(task, delivery, unsafe))
             finished = asyncio.Event()
             heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished))
             self._heartbeats.add(heartbeat)
@@ -304,8 +313,8 @@ class Worker:
                 raise WorkflowDefinitionError(f"step {task.step} is not an execute step")
             outdir = workdir / "out"
             tmpdir = workdir / "tmp"
-            outdir.mkdir(parents=True, exist_ok=True)
-            tmpdir.mkdir(parents=True, exist_ok=True)
+            outdir.mkdir(mode=0o700)  # in a directory just created: nothing can be there yet
+            tmpdir.mkdir(mode=0o700)
             # Inputs produced on a machine that shares no filesystem with this one.
             await fetch_missing(self.log.js, task.inputs)
             job_order = await asyncio.to_thread(
@@ -334,6 +343,18 @@ class Worker:
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
+
+
+def _new_workdir(base: str, task: JobTask, delivery: int) -> Path:
+    """A fresh private directory for this delivery of the task (blocking)."""
+    return new_attempt_dir(private_base(base), task.run_id, task.job, attempt=task.attempt,
+                           generation=task.generation, delivery=delivery)
+
+
+async def _refused(task: JobTask, delivery: int, exc: UnsafeDirectoryError) -> JobFailed:
+    """The result of an attempt whose directory could not be made safely."""
+    return JobFailed(error=str(exc), retryable=False, error_type="UnsafeDirectoryError", job=task.job,
+                     attempt=task.attempt, delivery=delivery)
 
 
 def _cancelling() -> bool:

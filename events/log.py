@@ -89,7 +89,13 @@ def valid_id(value: str) -> bool:
 
 
 def run_subject(run_id: str, aggregate: str | None = None, agg_id: str | None = None) -> str:
-    """Return the subject of an aggregate (or the wildcard of the whole run)."""
+    """Return the subject of an aggregate (or the wildcard of the whole run).
+
+    Raises:
+        ValueError: ``run_id`` is not a valid subject token (:func:`valid_id`).
+    """
+    if not valid_id(run_id):  # '>', '*' or '.' would address other runs' subjects
+        raise ValueError(f"invalid run id {run_id[:140]!r}")
     if aggregate is None:
         return f"sf.ev.{run_id}.>"
     if agg_id is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -220,6 +221,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot, ``/proc/<pid>/stat``), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_our_server(pid: int, conf: Path, start_time: Any) -> bool:
+    """Whether ``pid`` is provably the shared server this record describes.
+
+    Its command line must be a ``nats-server`` reading our configuration file ``conf`` (which
+    names our store), and its start time the one recorded when it was launched (records
+    written before start times were kept are proved by the command line alone). Anything
+    else (a pid reused after a crash or a reboot, another home's server, no ``/proc``) is
+    not ours and is never signalled.
+    """
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not args or os.path.basename(args[0].decode(errors="replace")) != "nats-server":
+        return False
+    wanted = str(conf).encode()
+    if not any(a == b"-c" and b == wanted for a, b in itertools.pairwise(args)):
+        return False
+    if start_time is None:
+        return True
+    return bool(_start_time(pid) == start_time)
+
+
 class EmbeddedServer:
     """A ``nats-server`` child process with JetStream, on loopback, with a token.
 
@@ -339,13 +372,14 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
     nats_dir = home / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     info_file = nats_dir / "server.json"
+    conf = nats_dir / "jetstream.conf"  # what EmbeddedServer.start writes for the store "jetstream"
     with _locked(nats_dir / "server.lock"):
         previous: dict[str, Any] = {}
         if info_file.exists():
             try:
                 info = json.loads(info_file.read_text())
                 pid = int(info["pid"])
-                if _pid_alive(pid):
+                if _pid_alive(pid) and _is_our_server(pid, conf, info.get("start_time")):
                     if _answers(int(info["port"])):
                         return BusOptions(servers=[info["url"]], token=info["token"]), pid
                     # Alive but deaf for several seconds: stop it before another server
@@ -359,7 +393,8 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
         pid = server.process.pid
         fd = os.open(info_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token}, handle)
+            json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token,
+                       "start_time": _start_time(pid)}, handle)
         return server.options(), pid
 
 
@@ -455,6 +490,8 @@ def _maybe_stop_shared(home: Path, pid: int) -> None:
             return
         if int(info.get("pid", -1)) != pid or not _pid_alive(pid):
             return
+        if not _is_our_server(pid, nats_dir / "jetstream.conf", info.get("start_time")):
+            return  # a pid reused by another process: never signal what we cannot prove is ours
         if _other_clients(info):
             return
         _stop_pid(pid)

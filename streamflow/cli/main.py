@@ -21,6 +21,7 @@ import structlog
 
 from streamflow import __version__
 from streamflow.bus import BusOptions
+from streamflow.cli.runids import run_id_arg
 from streamflow.errors import (
     BusError,
     RunNotFoundError,
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a CWL workflow")
     _add_run_arguments(run)
-    run.add_argument("--run-id", help="the run id (default: generated)")
+    run.add_argument("--run-id", type=run_id_arg, help="the run id (default: generated)")
     run.add_argument("--workers", type=int, help="jobs this process may run at once (0: none, leave them to agents)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts")
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bus_options(run)
 
     events = sub.add_parser("events", help="show a run's events in log order")
-    events.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    events.add_argument("run_id", metavar="RUN_ID", nargs="?", type=run_id_arg)
     events.add_argument("--all", action="store_true", help="every run's events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bus_options(lst)
 
     status = sub.add_parser("status", help="show a run's status")
-    status.add_argument("run_id", metavar="RUN_ID")
+    status.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     status.add_argument("--json", action="store_true")
     add_bus_options(status)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from streamflow.connectors.base import (
     process_stream_writer,
     stream_copy,
 )
+from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, wait_exit
 from streamflow.core.data import StreamWrapper
 from streamflow.core.deployment import Connector, ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
@@ -80,7 +82,9 @@ class LocalConnector(Connector):
     """Runs commands as subprocesses of this process, and copies files with ``shutil``.
 
     Commands are argument lists, never shell strings. Each command leads its own process
-    group, so a timeout (or a cancellation, or :meth:`undeploy`) kills it with its children.
+    group, under the guard of :mod:`streamflow.connectors.procguard` (it dies with this
+    process), with umask 077; when it ends the rest of its group is killed, and a timeout (or
+    a cancellation, or :meth:`undeploy`) kills it with its children.
     Read-only copies are symbolic links to the source; writable ones are real copies.
 
     Args:
@@ -188,14 +192,23 @@ class LocalConnector(Connector):
                     stderr_arg = files.enter_context(open(path, "wb"))
                 elif isinstance(stderr, int):
                     stderr_arg = stderr
+                problem = precheck(command, env, workdir)
+                if problem:
+                    error = FileNotFoundError if problem == 127 else PermissionError
+                    raise error(
+                        errno.ENOENT if problem == 127 else errno.EACCES,
+                        "not found" if problem == 127 else "not executable",
+                        command[0],
+                    )
                 process = await asyncio.create_subprocess_exec(
-                    *command,
+                    *guarded(command),  # dies with this process (procguard.py)
                     stdin=stdin_arg,
                     stdout=stdout_arg,
                     stderr=stderr_arg,
                     cwd=workdir,
                     env=env,
                     start_new_session=True,
+                    umask=0o077,
                 )
             except OSError as exc:
                 raise RemoteCommandError(
@@ -204,15 +217,23 @@ class LocalConnector(Connector):
                     retryable=not isinstance(exc, _NOT_RETRYABLE),
                 ) from exc
             self._processes.add(process)
+            pipe = process.stdout
+            reader = asyncio.ensure_future(pipe.read()) if pipe is not None else None
             try:
                 async with asyncio.timeout(timeout):
-                    output, _ = await process.communicate()
+                    await wait_exit(process)
+                    # What it left in the background must not outlive it (nor hold its pipe).
+                    kill_leftovers(process.pid)
+                    output = await reader if reader is not None else None
+                    await process.wait()
             except TimeoutError as exc:
+                _cancel(reader)
                 await kill_process_group(process)
                 raise CommandTimeoutError(
                     f"{command[0]!r} on {location} timed out after {timeout} s", location=str(location)
                 ) from exc
             except BaseException:
+                _cancel(reader)
                 await kill_process_group(process)
                 raise
             finally:
@@ -284,6 +305,11 @@ class LocalConnector(Connector):
     ) -> AbstractAsyncContextManager[StreamWrapper]:
         """Stream into the standard input of ``command`` run on this machine."""
         return _as_wrapper(process_stream_writer(command))
+
+
+def _cancel(reader: asyncio.Future[bytes] | None) -> None:
+    if reader is not None:
+        reader.cancel()
 
 
 @contextlib.asynccontextmanager

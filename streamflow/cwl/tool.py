@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, wait_exit
 from streamflow.cwl.commandline import build_command_line, join_shell
 from streamflow.cwl.container import container_command, image_of, kill_command, warn_host_fallback
 from streamflow.cwl.container import engine as container_engine
@@ -94,8 +95,9 @@ async def local_run(
 ) -> int:
     """Run a command on the local host with asyncio (no shell unless the command is one).
 
-    The command runs in its own process group; on timeout or cancellation the whole group is
-    killed.
+    The command runs in its own process group, under the guard of
+    :mod:`streamflow.connectors.procguard` (it dies with this process), with umask 077; when
+    it ends, on timeout or on cancellation the whole group is killed.
 
     Args:
         command: the argument list.
@@ -117,19 +119,25 @@ async def local_run(
     """
     sink = tool_output.get()
     default: Any = asyncio.subprocess.PIPE if sink is not None else sys.stderr.fileno()
+    problem = precheck(command, environment, workdir)
+    if problem == 127:
+        raise JobFailedError(f"command not found: {command[0]}", exit_code=127)
+    if problem == 126:
+        raise JobFailedError(f"command not executable: {command[0]}", exit_code=126)
     with contextlib.ExitStack() as stack:
         stdin_f = stack.enter_context(open(stdin, "rb")) if stdin else asyncio.subprocess.DEVNULL
         stdout_f = stack.enter_context(open(stdout, "wb")) if stdout else default
         stderr_f = stack.enter_context(open(stderr, "wb")) if stderr else default
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command,
+                *guarded(command),  # dies with this process (streamflow/connectors/procguard.py)
                 cwd=workdir,
                 env=environment,
                 stdin=stdin_f,
                 stdout=stdout_f,
                 stderr=stderr_f,
                 start_new_session=True,
+                umask=0o077,  # the job's files are private to this user
             )
         except FileNotFoundError as exc:
             raise JobFailedError(f"command not found: {command[0]}", exit_code=127) from exc
@@ -139,7 +147,9 @@ async def local_run(
                  if pipe is not None and sink is not None]
         try:
             async with asyncio.timeout(timeout):
-                code = await proc.wait()
+                code = await wait_exit(proc)
+            kill_leftovers(proc.pid)  # what it left in the background must not outlive the job
+            await proc.wait()
             if pumps:  # the rest of the output; a child left in the background may hold the pipe
                 await asyncio.wait(pumps, timeout=2)
             return code

@@ -2,7 +2,8 @@
 
 The process hosting the run receives the request on ``sf.ctl.<run>.cancel``, records
 ``RunCancelled``, stops its jobs and hands their tasks back. When no process hosts the
-run (it crashed), the cancellation is recorded directly.
+run (it crashed), the cancellation is recorded directly. An invalid or unknown run id is
+refused (exit 2) and nothing is written.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``cancel``."""
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("cancel", help="cancel a run (it stays resumable)")
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--reason", default="cancelled by user")
     add_bus_options(parser)
     parser.set_defaults(func=run)
@@ -35,6 +37,9 @@ async def _cancel(args: argparse.Namespace) -> int:
     async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
+        if not await log_.exists(args.run_id):  # nothing is written for a run that does not exist
+            print(f"streamflow: no run {args.run_id!r} in the event log", file=sys.stderr)
+            return 2
         summary = RunSummary(run_id=args.run_id)
         async for record in log_.read(args.run_id, subject_filter=run_subject(args.run_id, "wf")):
             summary.apply(record)

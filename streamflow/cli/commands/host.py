@@ -21,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``host``."""
     from streamflow.cli.engine import ACTOR_GROUPS
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("host", help="host some actor groups of a run submitted elsewhere")
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--actors", required=True, metavar="GROUPS",
                         help=f"comma-separated actor groups: {', '.join(ACTOR_GROUPS)}")
     parser.add_argument("--workers", type=int, default=0, help="jobs this process may run at once (default 0)")

@@ -393,9 +393,10 @@ def _step_order(step_id: str) -> tuple[int, str]:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``streamflow prov``."""
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("prov", help="export a run's provenance as a Workflow Run RO-Crate")
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--output", "-o", metavar="DIR_OR_ZIP",
                         help="a directory, or a file ending in .zip (default: RUN_ID.crate.zip)")
     add_bus_options(parser)

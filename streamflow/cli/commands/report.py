@@ -304,9 +304,10 @@ def render(data: dict[str, Any], fmt: str, *, group_by_step: bool = False) -> st
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``streamflow report``."""
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("report", help="a timeline (Gantt chart) of a run's jobs")
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--format", choices=["html", "json", "csv"], default="html",
                         help="output format (default: html)")
     parser.add_argument("--output", "-o", metavar="FILE",

@@ -19,10 +19,11 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``rerun``."""
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("rerun", help="replay a failed run, reusing the jobs that succeeded")
-    parser.add_argument("run_id", metavar="RUN_ID")
-    parser.add_argument("--run-id", dest="new_run_id", help="the new run's id (default: generated)")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
+    parser.add_argument("--run-id", dest="new_run_id", type=run_id_arg, help="the new run's id (default: generated)")
     parser.add_argument("--outdir", help="where outputs are delivered (default: the old run's)")
     parser.add_argument("--workers", type=int, help="jobs this process may run at once")
     parser.add_argument("--max-retries", type=int, default=0)

@@ -21,9 +21,10 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``resume``."""
     from streamflow.cli.main import add_bus_options
+    from streamflow.cli.runids import run_id_arg
 
     parser = subparsers.add_parser("resume", help="continue a crashed or cancelled run")
-    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--workers", type=int, help="jobs this process may run at once (0: leave them to agents)")
     parser.add_argument("--max-retries", type=int, default=0, help="retries of a failed job (default: 0)")
     parser.add_argument("--retry-delay", type=float, default=0.0, help="seconds before the first retry")
