@@ -19,6 +19,7 @@ pid files recorded (after checking that each pid is still that daemon) and waits
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -58,6 +59,8 @@ class SlurmInfo:
         controller_port: the port slurmctld listens on (127.0.0.1).
         node_port: the port slurmd listens on.
         linked_etc: whether ``/etc/slurm/slurm.conf`` links to ``conf``.
+        previous_etc_link: where ``/etc/slurm/slurm.conf`` linked before (another test Slurm's
+            config), restored by :func:`stop_slurm`; ``None`` if there was no link.
     """
 
     dir: str
@@ -69,6 +72,7 @@ class SlurmInfo:
     controller_port: int
     node_port: int
     linked_etc: bool = False
+    previous_etc_link: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -192,15 +196,23 @@ def _memory_mb() -> int:
     return 1024
 
 
-def _link_etc(conf: Path) -> None:
+def _link_etc(conf: Path) -> str | None:
+    """Point ``/etc/slurm/slurm.conf`` at ``conf``; return where it pointed before (if a link)."""
     etc = Path(ETC_SLURM_CONF)
     if etc.exists() and not etc.is_symlink():
         raise RuntimeError(f"{etc} exists and is not a link made by a test Slurm: not replacing it")
+    previous = os.readlink(etc) if etc.is_symlink() else None
+    _point_etc(str(conf))
+    return previous
+
+
+def _point_etc(target: str) -> None:
+    etc = Path(ETC_SLURM_CONF)
     etc.parent.mkdir(parents=True, exist_ok=True)
     tmp = etc.with_name(f".slurm.conf.{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    tmp.symlink_to(conf)
+    tmp.symlink_to(target)
     tmp.replace(etc)
 
 
@@ -234,8 +246,9 @@ def start_slurm(dir: str | os.PathLike[str], link_etc: bool = False, timeout: fl
             because clients connect to the munge socket in it); must not be hidden from the
             sessions that submit jobs (e.g. an sshd's ``hide`` paths).
         link_etc: also make ``/etc/slurm/slurm.conf`` a link to this config (replacing a link
-            left there by an earlier test Slurm, never a regular file), for clients that do not
-            inherit ``SLURM_CONF`` (``ssh`` sessions); ``stop_slurm`` removes the link.
+            made by another test Slurm, never a regular file), for clients that do not inherit
+            ``SLURM_CONF`` (``ssh`` sessions); ``stop_slurm`` puts back the link it replaced if
+            that Slurm's config is still there, else removes the link.
         timeout: seconds to wait for the node to become idle.
 
     Returns:
@@ -286,7 +299,7 @@ def start_slurm(dir: str | os.PathLike[str], link_etc: bool = False, timeout: fl
         _start_daemon([_DAEMONS["slurmctld"], "-c"], env, timeout)
         _start_daemon([_DAEMONS["slurmd"], "-N", info.node], env, timeout)
         if link_etc:
-            _link_etc(conf)
+            info = dataclasses.replace(info, previous_etc_link=_link_etc(conf))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = subprocess.run(
@@ -316,8 +329,12 @@ def stop_slurm(info: SlurmInfo, timeout: float = 15.0) -> None:
     if info.linked_etc:
         etc = Path(ETC_SLURM_CONF)
         if etc.is_symlink() and os.readlink(etc) == info.conf:
-            with contextlib.suppress(FileNotFoundError):
-                etc.unlink()
+            previous = info.previous_etc_link
+            if previous is not None and previous != info.conf and os.path.exists(previous):
+                _point_etc(previous)  # another test Slurm still running linked it first
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    etc.unlink()
     for daemon in ("slurmd", "slurmctld", "munged"):
         pid = _read_pid(info.pid_file(daemon))
         if pid is None or _gone(pid) or not _is_daemon(pid, daemon):

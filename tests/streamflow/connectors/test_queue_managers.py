@@ -293,6 +293,7 @@ async def test_slurm_over_ssh_with_linked_etc(
     """A Slurm started with link_etc answers sbatch from plain ssh sessions (no SLURM_CONF there)."""
     from streamflow.connectors.ssh import SSHConnector
 
+    before = os.readlink(ETC_SLURM_CONF) if os.path.islink(ETC_SLURM_CONF) else None
     info = start_slurm(tmp_path_factory.mktemp("slurm-etc"), link_etc=True)
     login = SSHConnector("login", str(tmp_path), **sshd.connector_config())
     connector = SlurmConnector("hpc", str(tmp_path), connector=login, pollingInterval=POLL)
@@ -321,7 +322,30 @@ async def test_slurm_over_ssh_with_linked_etc(
         await connector.undeploy(external=False)
         await login.undeploy(external=False)
         stop_slurm(info)
-    assert not os.path.lexists(ETC_SLURM_CONF)
+    after = os.readlink(ETC_SLURM_CONF) if os.path.islink(ETC_SLURM_CONF) else None
+    assert after == (before if before and os.path.exists(before) else None)
+
+
+def test_nested_linked_etc_slurms_restore_the_link(
+    slurm: SlurmInfo, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second link_etc Slurm takes /etc/slurm/slurm.conf over and gives it back when stopped."""
+    before = os.readlink(ETC_SLURM_CONF) if os.path.islink(ETC_SLURM_CONF) else None
+    first = start_slurm(tmp_path_factory.mktemp("slurm-a"), link_etc=True)
+    try:
+        second = start_slurm(tmp_path_factory.mktemp("slurm-b"), link_etc=True)
+        try:
+            assert os.readlink(ETC_SLURM_CONF) == second.conf and second.previous_etc_link == first.conf
+            env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+            answer = subprocess.run(["scontrol", "show", "config"], env=env, capture_output=True, text=True)
+            assert f"SlurmctldPort           = {second.controller_port}" in answer.stdout
+        finally:
+            stop_slurm(second)
+        assert os.readlink(ETC_SLURM_CONF) == first.conf
+    finally:
+        stop_slurm(first)
+    after = os.readlink(ETC_SLURM_CONF) if os.path.islink(ETC_SLURM_CONF) else None
+    assert after == (before if before and os.path.exists(before) else None)
 
 
 # --- pbs through the torque wrappers ------------------------------------------------------------------
