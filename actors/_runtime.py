@@ -226,12 +226,10 @@ class ActorHost:
         by_address = {a.address: a for a in self.actors}
         if set(snapshot.actors) - set(by_address):
             return 1
-        from actors.checkpoint_manager import restore_key
 
         for address, state in snapshot.actors.items():
             actor = by_address[address]
-            fixed = {name: ({restore_key(k): v for k, v in value.items()} if isinstance(value, dict) else value)
-                     for name, value in state.items()}
+            fixed = {name: _restore_keys(value) for name, value in state.items()}
             actor.restore(fixed)
         self.events_seen = self._snapshot_at = snapshot.events
         self.restored_from = snapshot.last_seq
@@ -273,3 +271,13 @@ class ActorHost:
 
 class _Stop(Exception):
     """Internal: ends the host's task group."""
+
+
+def _restore_keys(value: Any, depth: int = 2) -> Any:
+    """Undo the snapshot's tuple-key encoding in a field and in the mappings it holds (two levels:
+    e.g. ``dict[str, dict[tuple[str, str], ...]]``); values below are left alone."""
+    from actors.checkpoint_manager import restore_key
+
+    if not isinstance(value, dict) or depth == 0:
+        return value
+    return {restore_key(k) if isinstance(k, str) else k: _restore_keys(v, depth - 1) for k, v in value.items()}

@@ -1,54 +1,38 @@
 """The Scheduler actor: decides where each job runs.
 
-It follows every step's ``JobRequested`` and every job's end (``JobCompleted``,
-``JobAbandoned``, ``JobCancelled``), keeps the allocations as a fold of its own
-``JobScheduled`` events, and grants requests in log order when a location of the step's
-target deployment has the cores and memory free (data locality first: among locations that
-fit, it prefers the one already holding the job's input data). It is the only writer of
-``sf.ev.<run>.alloc.<job>``.
+It folds every step's ``JobRequested``, the locations each deployment offers
+(``DeploymentDeployed``; the implicit ``__LOCAL__`` deployment is this machine), where data
+already is (``DataLocationsRegistered``, ``DataTransferred``) and every job's end
+(``JobCompleted``, ``JobAbandoned``, ``JobCancelled``) into the run's
+:class:`~streamflow.scheduling.scheduler.DefaultScheduler`, asks it to place each requested
+job (it waits for room and asks the run's scheduling ``Policy``, default ``data_locality``)
+and records each answer as ``JobScheduled``. Its allocations are a fold of its own
+``JobScheduled`` events. It is the only writer of ``sf.ev.<run>.alloc.<job>``.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import asyncio
+import contextlib
 from typing import Any, ClassVar
-
-import structlog
 
 from actors._runtime import Actor, RunContext
 from events.log import Record
-from events.schema import JobAbandoned, JobCancelled, JobCompleted, JobRequested, JobScheduled
+from events.schema import (
+    DataLocationsRegistered,
+    DataTransferred,
+    DeploymentDeployed,
+    JobAbandoned,
+    JobCancelled,
+    JobCompleted,
+    JobRequested,
+    JobScheduled,
+)
+from streamflow.core.scheduling import Hardware, Policy
+from streamflow.core.workflow import Job
+from streamflow.scheduling.scheduler import DefaultScheduler, LocationCapacity, local_capacity, targets_of
 
 __all__ = ["LocationCapacity", "SchedulerActor", "local_capacity"]
-
-log = structlog.get_logger("streamflow.scheduler")
-
-
-@dataclass(frozen=True)
-class LocationCapacity:
-    """What a location offers.
-
-    Attributes:
-        deployment: the deployment name.
-        name: the location name.
-        cores: cores available to jobs.
-        memory: memory available to jobs, MiB (0: not accounted).
-    """
-
-    deployment: str
-    name: str
-    cores: float
-    memory: float = 0.0
-
-
-def local_capacity() -> LocationCapacity:
-    """The capacity of this machine as the ``__LOCAL__`` deployment's only location."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-    except (ValueError, OSError):
-        memory = 0.0
-    return LocationCapacity("__LOCAL__", "localhost", float(os.cpu_count() or 1), float(memory))
 
 
 class SchedulerActor(Actor):
@@ -56,26 +40,64 @@ class SchedulerActor(Actor):
 
     Args:
         ctx: the run context.
-        locations: deployment name -> the locations it offers.
+        locations: deployment name -> the locations it offers without being deployed
+            (``__LOCAL__``); the others come from ``DeploymentDeployed`` events.
+        policy: how to choose among a job's candidate locations (default ``data_locality``).
     """
 
     SNAPSHOT: ClassVar[dict[str, Any]] = {
         "pending": dict[str, JobRequested],
         "allocations": dict[str, JobScheduled],
         "released": set[str],
-        "used": dict[tuple[str, str], tuple[float, float]],
+        "deployed": dict[str, list[LocationCapacity]],
+        "holdings": dict[str, dict[tuple[str, str], int]],
     }
 
-    def __init__(self, ctx: RunContext, locations: dict[str, list[LocationCapacity]]) -> None:
+    def __init__(self, ctx: RunContext, locations: dict[str, list[LocationCapacity]],
+                 policy: Policy | None = None) -> None:
         super().__init__(ctx, "scheduler")
-        self.locations = locations
+        self.scheduler = DefaultScheduler(policy=policy, locations={k: v for k, v in locations.items() if v})
         self.pending: dict[str, JobRequested] = {}
         self.allocations: dict[str, JobScheduled] = {}
         self.released: set[str] = set()
-        self.used: dict[tuple[str, str], tuple[float, float]] = {}
+        self._placing: dict[str, asyncio.Task[None]] = {}
+        self._freed = False
+
+    # The scheduler's own fold is the source of truth for these two (snapshotted through here).
+    @property
+    def deployed(self) -> dict[str, list[LocationCapacity]]:
+        return self.scheduler.deployed
+
+    @deployed.setter
+    def deployed(self, value: dict[str, list[LocationCapacity]]) -> None:
+        self.scheduler.deployed = value
+
+    @property
+    def holdings(self) -> dict[str, dict[tuple[str, str], int]]:
+        return self.scheduler.holdings
+
+    @holdings.setter
+    def holdings(self, value: dict[str, dict[tuple[str, str], int]]) -> None:
+        self.scheduler.holdings = value
+
+    @property
+    def locations(self) -> dict[str, list[LocationCapacity]]:
+        """Every known deployment's locations."""
+        return self.scheduler.locations
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        for event in self.allocations.values():
+            self._record(event)
+        for job in self.released:
+            self.scheduler.release(job)
 
     def interested(self, record: Record) -> bool:
-        return record.aggregate in ("step", "alloc", "job", "recovery")
+        return record.aggregate in ("step", "alloc", "job", "recovery", "deploy", "data")
+
+    def _record(self, event: JobScheduled) -> None:
+        self.scheduler.record_allocation(event.job, event.deployment, event.locations or [event.location],
+                                         event.cores, event.memory)
 
     def apply(self, record: Record) -> None:
         body = record.body
@@ -84,69 +106,61 @@ class SchedulerActor(Actor):
                 self.pending[body.job] = body
         elif isinstance(body, JobScheduled):
             if body.job not in self.allocations:
-                self._allocate(body)
+                self.allocations[body.job] = body
+                self._record(body)
             self.pending.pop(body.job, None)
         elif isinstance(body, JobCompleted | JobAbandoned | JobCancelled):
-            self._release(body.job)
-
-    def _allocate(self, event: JobScheduled) -> None:
-        self.allocations[event.job] = event
-        if event.job in self.released:
-            return
-        key = (event.deployment, event.location)
-        cores, memory = self.used.get(key, (0.0, 0.0))
-        self.used[key] = (cores + event.cores, memory + event.memory)
-
-    def _release(self, job: str) -> None:
-        if job in self.released:
-            return
-        self.released.add(job)
-        alloc = self.allocations.get(job)
-        if alloc is not None:
-            key = (alloc.deployment, alloc.location)
-            cores, memory = self.used.get(key, (0.0, 0.0))
-            self.used[key] = (max(0.0, cores - alloc.cores), max(0.0, memory - alloc.memory))
-
-    def _choose(self, request: JobRequested, used: dict[tuple[str, str], tuple[float, float]]) -> tuple[LocationCapacity, float, float] | None:
-        candidates = self.locations.get(request.target)
-        if not candidates:
-            candidates = self.locations.get("__LOCAL__", [])
-        for loc in candidates:
-            # A request larger than the whole location is clamped to it (with a warning),
-            # otherwise it could never run.
-            cores = min(request.cores, loc.cores)
-            memory = min(request.memory, loc.memory) if loc.memory else 0.0
-            u_cores, u_mem = used.get((loc.deployment, loc.name), (0.0, 0.0))
-            if u_cores + cores <= loc.cores + 1e-9 and (not loc.memory or u_mem + memory <= loc.memory + 1e-9):
-                return loc, cores, memory
-        return None
-
-    def _full(self, used: dict[tuple[str, str], tuple[float, float]], smallest: float) -> bool:
-        for locs in self.locations.values():
-            for loc in locs:
-                if used.get((loc.deployment, loc.name), (0.0, 0.0))[0] + min(smallest, loc.cores) <= loc.cores + 1e-9:
-                    return False
-        return True
+            if body.job not in self.released:
+                self.released.add(body.job)
+                self._freed = self.scheduler.release(body.job) or self._freed
+        elif isinstance(body, DeploymentDeployed):
+            self.scheduler.record_locations(body.deployment, [
+                LocationCapacity(body.deployment, loc.name, loc.cores or 1.0, loc.memory, loc.hostname, loc.slots)
+                for loc in body.locations])
+            self._freed = True
+        elif isinstance(body, DataLocationsRegistered):
+            for item in body.files:
+                self.scheduler.record_data(item.path, body.deployment, body.location, item.size)
+                if body.location_paths:  # mirrored on this machine too
+                    self.scheduler.record_data(item.path, "__LOCAL__", "localhost", item.size)
+        elif isinstance(body, DataTransferred):
+            self.scheduler.record_data(body.path, body.deployment, body.location, body.bytes)
 
     async def react(self) -> None:
-        if not self.pending:
-            return
-        used = self.used
-        smallest = min(r.cores for r in self.pending.values())
-        for job, request in list(self.pending.items()):
-            if self._full(used, smallest):
-                break
-            choice = self._choose(request, used)
-            if choice is None:
-                continue
-            loc, cores, memory = choice
-            if cores < request.cores:
-                log.warning("resource_request_clamped", job=job, requested=request.cores, granted=cores)
-            event = JobScheduled(job=job, deployment=loc.deployment, location=loc.name, cores=cores, memory=memory)
-            await self.append("alloc", job, event, key="scheduled")
-            if job not in self.allocations:
-                self._allocate(event)
-            self.pending.pop(job, None)
+        for job, task in list(self._placing.items()):
+            if task.done():
+                del self._placing[job]
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error  # the host stops the run with it, as for any actor failure
+        for job, request in self.pending.items():
+            if job not in self._placing and job not in self.allocations:
+                task = self._placing[job] = asyncio.create_task(self._place(request))
+                task.add_done_callback(lambda _: self.wake())
+        if self._freed:
+            self._freed = False
+            await self.scheduler.dispatch()
+
+    async def _place(self, request: JobRequested) -> None:
+        job = Job(name=request.job, run_id=self.ctx.run_id, step=request.step, tag=request.tag, inputs=request.inputs)
+        targets = targets_of(request.targets or [request.target], request.service, max(1, request.locations))
+        allocation = await self.scheduler.schedule(job, targets, Hardware(cores=request.cores, memory=request.memory))
+        names = [location.name for location in allocation.locations]
+        hostnames = [location.hostname or location.name for location in allocation.locations]
+        event = JobScheduled(job=request.job, deployment=allocation.target.deployment.name, location=names[0],
+                             cores=allocation.hardware.cores, memory=allocation.hardware.memory,
+                             locations=names if len(names) > 1 else [],
+                             hostnames=hostnames if len(names) > 1 else [])
+        await self.append("alloc", request.job, event, key="scheduled")
+        self.allocations.setdefault(request.job, event)
+        self.pending.pop(request.job, None)
+
+    async def stop(self) -> None:
+        for task in self._placing.values():
+            task.cancel()
+        for task in self._placing.values():
+            with contextlib.suppress(BaseException):
+                await task
+        await self.scheduler.close()
 
     def summary(self) -> dict[str, Any]:
         """A summary of the allocations (for status displays)."""

@@ -590,7 +590,8 @@ class ExecuteStepActor(StepActor):
         task = JobTask(run_id=self.ctx.run_id, job=job, step=self.step.id, tag=tag, attempt=attempt,
                        inputs=staged.inputs if staged is not None and staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location, cores=scheduled.cores,
-                       memory=scheduled.memory, generation=self.generation, restore=self.results[job].outputs)
+                       memory=scheduled.memory, generation=self.generation, restore=self.results[job].outputs,
+                       paths=staged.paths if staged is not None else {}, hostnames=scheduled.hostnames)
         await self.ctx.log.publish_task(self._task_subject(scheduled.deployment), encode_task(task),
                                         f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))
@@ -668,7 +669,9 @@ class ExecuteStepActor(StepActor):
             except Exception as exc:
                 raise WorkflowExecutionError(f"{self.step.name}: ResourceRequirement failed: {exc}") from exc
             request = JobRequested(job=job, step=self.step.id, tag=tag, inputs=inputs,
-                                   target=self.step.target, cores=cores, memory=memory)
+                                   target=self.step.target, cores=cores, memory=memory,
+                                   targets=self.step.targets if len(self.step.targets) > 1 else [],
+                                   service=self.step.service, locations=self.step.locations)
             await self.append("step", self.step.id, request, key=tag)
             self.requested[job] = tag
             self.requests[job] = request
@@ -691,7 +694,8 @@ class ExecuteStepActor(StepActor):
         task = JobTask(run_id=self.ctx.run_id, job=job, step=self.step.id, tag=tag, attempt=attempt,
                        inputs=staged.inputs if staged.inputs is not None else request.inputs,
                        deployment=scheduled.deployment, location=scheduled.location,
-                       cores=scheduled.cores, memory=scheduled.memory, generation=self.generation)
+                       cores=scheduled.cores, memory=scheduled.memory, generation=self.generation,
+                       paths=staged.paths, hostnames=scheduled.hostnames)
         await self.ctx.log.publish_task(self._task_subject(scheduled.deployment), encode_task(task),
                                         f"{self.ctx.run_id}.{job}.{attempt}.g{self.generation}")
         self.queued.add((job, attempt))

@@ -21,11 +21,13 @@ import structlog
 from actors._runtime import Actor, RunContext
 from events.log import Record
 from events.schema import (
+    DeploymentFailed,
     PortTerminated,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunResumed,
+    StagingFailed,
     StepFailed,
     StepTerminated,
     TokenEmitted,
@@ -69,7 +71,7 @@ class RunSupervisor(Actor):
         self.last_seq = 0
 
     def interested(self, record: Record) -> bool:
-        return (record.subject == self.subject or record.aggregate == "step"
+        return (record.subject == self.subject or record.aggregate in ("step", "deploy", "data")
                 or record.subject in self.output_ports)
 
     def apply(self, record: Record) -> None:
@@ -86,6 +88,15 @@ class RunSupervisor(Actor):
         elif isinstance(body, StepFailed) and self.failure is None:
             self.failure = body
             self.failed_step = record.agg_id
+        elif isinstance(body, StagingFailed) and self.failure is None:
+            self.failure = StepFailed(error=f"cannot send the inputs of job {body.job} to "
+                                      f"{body.deployment}/{body.location}: {body.error}", job=body.job,
+                                      error_type="TransferError")
+        elif (isinstance(body, DeploymentFailed) and self.failure is None
+              and body.generation == self.ctx.settings.get("generation", 0)):
+            # Its jobs could never be placed: the run cannot finish.
+            self.failure = StepFailed(error=f"deployment {body.deployment!r} could not be deployed: {body.error}",
+                                      error_type="DeploymentError")
         elif isinstance(body, TokenEmitted) and body.tag == "0":
             self.outputs[self.output_ports[record.subject]] = body.value
         elif isinstance(body, PortTerminated):

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import posixpath
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
@@ -44,12 +46,17 @@ from events.schema import (
     RunSubmitted,
 )
 from events.tasks import JobTask, decode_task
+from streamflow.core.deployment import LOCAL_DEPLOYMENT, Connector, ExecutionLocation
 from streamflow.cwl.inputs import fill_and_validate_inputs
 from streamflow.cwl.tool import execute_process, tool_output
 from streamflow.data.jobdirs import UnsafeDirectoryError, new_attempt_dir, private_base
+from streamflow.data.limits import fit_job_result
+from streamflow.data.manager import LOCAL_LOCATION
 from streamflow.data.objectstore import fetch_missing, publish_paths
+from streamflow.deployment.execution import ConnectorCommand
 from streamflow.errors import (
     ConcurrencyError,
+    DeploymentError,
     InputValidationError,
     JobFailedError,
     StreamFlowError,
@@ -63,6 +70,13 @@ __all__ = ["GraphProvider", "Worker", "consumer_name"]
 log = structlog.get_logger("streamflow.worker")
 
 GraphProvider = Callable[[str], Awaitable[WorkflowGraph]]
+
+
+class ConnectorSource(Protocol):
+    """Where a worker gets connectors: a :class:`~streamflow.core.deployment.DeploymentManager`."""
+
+    async def get_connector(self, deployment_name: str) -> Connector | None:
+        """The connector of a deployment (deployed if needed), or None if unknown."""
 
 #: Seconds the server waits for a sign of life before redelivering a task (env
 #: ``STREAMFLOW_ACK_WAIT``); workers heartbeat every third of it.
@@ -100,12 +114,15 @@ class Worker:
             pulls from it (None: never; for the private pool of a short-lived process).
         tool_output: where a run's tools write what they do not redirect (None: this
             process's standard error), by run id.
+        deployments: where the connector of ``deployment`` comes from (None: only this
+            machine, ``__LOCAL__``, can be served).
     """
 
     def __init__(self, log_: EventLog, deployment: str, graphs: GraphProvider, *, workdir: str | None,
                  concurrency: int = 1, name: str | None = None, ack_wait: float = ACK_WAIT,
                  shared_fs: bool = True, inactive_threshold: float | None = None,
-                 tool_output: Callable[[str], Callable[[bytes], None] | None] | None = None) -> None:
+                 tool_output: Callable[[str], Callable[[bytes], None] | None] | None = None,
+                 deployments: ConnectorSource | None = None) -> None:
         self.inactive_threshold = inactive_threshold
         self.tool_output = tool_output
         self.ack_wait = ack_wait
@@ -119,6 +136,8 @@ class Worker:
         self.running = 0
         self.completed = 0
         self._workdirs: dict[str, str] = {}
+        self.deployments = deployments
+        self._locations: dict[tuple[str, str], ExecutionLocation] = {}
         self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def _subscribe(self) -> Any:
@@ -240,6 +259,7 @@ class Worker:
             if task.restore is not None and isinstance(body, JobCompleted):
                 body = await asyncio.to_thread(_restore_outputs, body, task.restore)
             body = _with_duration(body, time.monotonic() - begin)
+            body = fit_job_result(body, self.log.nc.max_payload)  # too large to record: a clean JobFailed
             try:
                 await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
                                       key=f"{task.attempt}/{task.generation}/{delivery}",
@@ -302,6 +322,42 @@ class Worker:
                     attempt.cancel()
                     return
 
+    async def _place(self, task: JobTask) -> tuple[Connector, ExecutionLocation]:
+        """The connector of the task's deployment and its location (deploying it if lazy).
+
+        Raises:
+            DeploymentError: the deployment is unknown here or cannot be brought up.
+        """
+        if self.deployments is None:
+            from streamflow.connectors.local import LocalConnector
+
+            if task.deployment != LOCAL_DEPLOYMENT:
+                raise DeploymentError(f"this worker serves only {LOCAL_DEPLOYMENT}, not {task.deployment!r}",
+                                      retryable=False)
+            self.deployments = _LocalOnly(LocalConnector(LOCAL_DEPLOYMENT, os.getcwd()))
+        connector = await self.deployments.get_connector(task.deployment)
+        if connector is None:
+            raise DeploymentError(f"no deployment named {task.deployment!r} in this process", retryable=False)
+        if task.deployment == LOCAL_DEPLOYMENT:
+            return connector, LOCAL_LOCATION
+        key = (task.deployment, task.location)
+        location = self._locations.get(key)
+        if location is None:
+            available = await connector.get_available_locations()
+            if task.location not in available:
+                raise DeploymentError(f"deployment {task.deployment!r} has no location {task.location!r} "
+                                      f"(it offers {', '.join(sorted(available)) or 'none'})")
+            location = self._locations[key] = available[task.location].location
+        return connector, location
+
+    def _remote_base(self, deployment: str) -> str:
+        """The base working directory of jobs on a deployment's locations."""
+        from streamflow.core.deployment import default_workdir
+
+        configs = getattr(self.deployments, "configs", {})
+        config = configs.get(deployment)
+        return default_workdir(config) if config is not None else "/tmp/streamflow"
+
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
         from streamflow.cwl.utils import bus_safe
 
@@ -321,16 +377,27 @@ class Worker:
                 fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
                 hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version,
                 discover_secondary_files=False)
-            if self.tool_output is not None:
-                tool_output.set(self.tool_output(task.run_id))  # this attempt's own context
+            sink = self.tool_output(task.run_id) if self.tool_output is not None else None
+            if sink is not None:
+                tool_output.set(sink)  # this attempt's own context
+            connector, location = await self._place(task)
+            remote_root = None if location.local else posixpath.join(
+                self._remote_base(task.deployment), task.run_id, task.job, workdir.name)
+            command = ConnectorCommand(
+                connector, location, job_name=f"{task.run_id}-{job}", local_root=str(workdir),
+                remote_root=remote_root, inputs=task.paths, output=sink,
+                environment={"STREAMFLOW_HOSTS": ",".join(task.hostnames)} if task.hostnames else None)
             outputs = await execute_process(
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
-                cwl_version=step.cwl_version, container=step.container)
+                cwl_version=step.cwl_version, container=step.container if location.local else "none",
+                run=command)
             outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
             if not self.shared_fs:
                 await publish_paths(self.log.js, outputs)
-            return JobCompleted(outputs=outputs, job=job, attempt=attempt, delivery=delivery)
+            return JobCompleted(outputs=outputs, job=job, attempt=attempt, delivery=delivery,
+                                location_paths={str(outdir): posixpath.join(remote_root, "out")}
+                                if remote_root is not None else {})
         except JobFailedError as exc:
             return JobFailed(error=str(exc), exit_code=exc.exit_code, retryable=exc.retryable,
                              error_type="JobFailedError", job=job, attempt=attempt, delivery=delivery)
@@ -387,14 +454,20 @@ def _restore_outputs(body: JobCompleted, previous: dict[str, Any]) -> JobComplet
                 _walk(n, o)
 
     _walk(body.outputs, previous)
-    return JobCompleted(job=body.job, attempt=body.attempt, delivery=body.delivery, outputs=previous,
-                        exit_code=body.exit_code, duration=body.duration)
+    # The copies were made here: the location's own copy of the new attempt is not at these paths.
+    return msgspec.structs.replace(body, outputs=previous, location_paths={})
 
 
 def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:
-    if isinstance(body, JobCompleted):
-        return JobCompleted(job=body.job, attempt=body.attempt, delivery=body.delivery, outputs=body.outputs,
-                            exit_code=body.exit_code, duration=duration)
-    return JobFailed(job=body.job, attempt=body.attempt, delivery=body.delivery, error=body.error,
-                     exit_code=body.exit_code, retryable=body.retryable, duration=duration,
-                     error_type=body.error_type)
+    return msgspec.structs.replace(body, duration=duration)
+
+
+class _LocalOnly:
+    """The deployments of a worker given none: this machine only."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self.configs: dict[str, Any] = {}
+
+    async def get_connector(self, deployment_name: str) -> Connector | None:
+        return self.connector if deployment_name == LOCAL_DEPLOYMENT else None

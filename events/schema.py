@@ -17,6 +17,7 @@ port       ``sf.ev.<run>.port.<port>``        the Port actor
 alloc      ``sf.ev.<run>.alloc.<job>``        the Scheduler
 job        ``sf.ev.<run>.job.<job>``          the executor worker running the attempt
 data       ``sf.ev.<run>.data.<job>``         the DataManager
+deploy     ``sf.ev.<run>.deploy.<dep>``       the deployment actor (beside the DataManager)
 recovery   ``sf.ev.<run>.recovery.<job>``     the FailureManager
 ckpt       ``sf.ev.<run>.ckpt``               the CheckpointManager
 ========== ================================== =============================================
@@ -33,6 +34,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckpointTaken",
     "DataLocationsRegistered",
+    "DataTransferred",
+    "DeploymentDeployed",
+    "DeploymentFailed",
+    "DeploymentUndeployed",
     "Envelope",
     "Event",
     "EventBody",
@@ -48,6 +53,7 @@ __all__ = [
     "JobRollback",
     "JobScheduled",
     "JobStarted",
+    "LocationInfo",
     "PortTerminated",
     "RegisteredFile",
     "RunCancelled",
@@ -56,6 +62,7 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunSubmitted",
+    "StagingFailed",
     "StepFailed",
     "StepStarted",
     "StepTerminated",
@@ -181,6 +188,10 @@ class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
         target: the deployment the step is bound to.
         cores: cores requested.
         memory: memory requested, in MiB.
+        targets: every deployment the step is bound to, in order of preference (``target``
+            first); empty means ``[target]``.
+        service: the service of the deployment the step is bound to, if any.
+        locations: how many locations the job needs at once (co-allocation).
     """
 
     job: str
@@ -190,6 +201,9 @@ class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
     target: str = "__LOCAL__"
     cores: float = 1.0
     memory: float = 0.0
+    targets: list[str] = []
+    service: str | None = None
+    locations: int = 1
 
 
 class JobReused(Event, frozen=True, kw_only=True, tag="JobReused"):
@@ -286,6 +300,10 @@ class JobScheduled(Event, frozen=True, kw_only=True, tag="JobScheduled"):
         location: the location within the deployment.
         cores: cores reserved.
         memory: memory reserved, MiB.
+        locations: every location of a co-allocated job (``locations: N`` in a binding),
+            ``location`` first; empty for a job on one location.
+        hostnames: the host names of ``locations`` (``STREAMFLOW_HOSTS`` in the job's
+            environment), when known.
     """
 
     job: str
@@ -293,6 +311,8 @@ class JobScheduled(Event, frozen=True, kw_only=True, tag="JobScheduled"):
     location: str
     cores: float = 1.0
     memory: float = 0.0
+    locations: list[str] = []
+    hostnames: list[str] = []
 
 
 # --- data: sf.ev.<run>.data.<job> ---------------------------------------------------
@@ -306,12 +326,51 @@ class InputsStaged(Event, frozen=True, kw_only=True, tag="InputsStaged"):
         location: where.
         transferred: how many paths had to be copied.
         inputs: the job's input object rewritten for the location (paths there).
+        deployment: the deployment of ``location`` (empty in logs written before it existed).
+        bytes: how many bytes were copied for this job (0 when everything was already there).
+        paths: path on this machine -> path on the location, for every input that lives at
+            another path there (empty on a location that shares this machine's filesystem).
     """
 
     job: str
     location: str
     transferred: int = 0
     inputs: dict[str, Any] | None = None
+    deployment: str = ""
+    bytes: int = 0
+    paths: dict[str, str] = {}
+
+
+class DataTransferred(Event, frozen=True, kw_only=True, tag="DataTransferred"):
+    """The DataManager copied a file or directory to a location (through the connectors).
+
+    Attributes:
+        job: the job the copy was made for.
+        path: the path of the data on this machine (its identity in the registry).
+        deployment: the destination deployment.
+        location: the destination location.
+        dst_path: where the copy is on the destination.
+        src_deployment: the deployment the copy was read from.
+        src_location: the location the copy was read from.
+        src_path: the path it was read from.
+        kind: ``File`` or ``Directory``.
+        bytes: bytes copied.
+        checksum: ``sha1$...`` of a file, checked on the destination after the copy.
+        seconds: how long the copy took.
+    """
+
+    job: str
+    path: str
+    deployment: str
+    location: str
+    dst_path: str
+    src_deployment: str = "__LOCAL__"
+    src_location: str = "localhost"
+    src_path: str = ""
+    kind: str = "File"
+    bytes: int = 0
+    checksum: str | None = None
+    seconds: float = 0.0
 
 
 class InputsLost(Event, frozen=True, kw_only=True, tag="InputsLost"):
@@ -326,6 +385,26 @@ class InputsLost(Event, frozen=True, kw_only=True, tag="InputsLost"):
     job: str
     paths: list[str] = []
     attempt: int = 1
+
+
+class StagingFailed(Event, frozen=True, kw_only=True, tag="StagingFailed"):
+    """The DataManager could not make a job's inputs available on its location (after retries).
+
+    The run fails with this error: the job cannot run there.
+
+    Attributes:
+        job: the job id.
+        deployment: the deployment of the location.
+        location: the location.
+        error: what failed.
+        attempts: how many times staging was tried.
+    """
+
+    job: str
+    deployment: str = ""
+    location: str = ""
+    error: str = ""
+    attempts: int = 1
 
 
 class RegisteredFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -351,13 +430,93 @@ class DataLocationsRegistered(Event, frozen=True, kw_only=True, tag="DataLocatio
         job: the job id.
         deployment: the deployment.
         location: the location.
-        files: the registered paths.
+        files: the registered paths (paths on this machine, where every output is mirrored).
+        location_paths: path prefix on this machine -> the same data's path on ``location``
+            (a job that ran on a location that does not share this filesystem).
     """
 
     job: str
     deployment: str
     location: str
     files: list[RegisteredFile] = []
+    location_paths: dict[str, str] = {}
+
+
+# --- deploy: sf.ev.<run>.deploy.<deployment> ----------------------------------------
+
+
+class LocationInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A location a deployment offers, as its connector reported it.
+
+    Attributes:
+        name: the location name.
+        hostname: its host name or address, if meaningful.
+        service: the service it belongs to, if any.
+        local: whether it shares this machine's filesystem.
+        cores: cores (0: unknown).
+        memory: memory, MiB (0: unknown).
+        storage: free space, MiB, by mount point.
+        slots: how many jobs may run there at once (0: as many as its cores allow).
+        workdir: the base working directory of jobs there.
+    """
+
+    name: str
+    hostname: str | None = None
+    service: str | None = None
+    local: bool = False
+    cores: float = 0.0
+    memory: float = 0.0
+    storage: dict[str, float] = {}
+    slots: int = 0
+    workdir: str = ""
+
+
+class DeploymentDeployed(Event, frozen=True, kw_only=True, tag="DeploymentDeployed"):
+    """A deployment was brought up (or, when external, connected to) for the run.
+
+    Attributes:
+        deployment: the deployment (subject-safe name).
+        connector: its connector type (``ssh``, ``slurm``...).
+        external: whether it is managed by someone else (never created nor destroyed).
+        locations: the locations it offers.
+        host: the process that deployed it (``host/pid``).
+        generation: the run's resume count when it was deployed.
+    """
+
+    deployment: str
+    connector: str
+    external: bool = False
+    locations: list[LocationInfo] = []
+    host: str = ""
+    generation: int = 0
+
+
+class DeploymentFailed(Event, frozen=True, kw_only=True, tag="DeploymentFailed"):
+    """A deployment could not be brought up: the jobs bound to it cannot run.
+
+    Attributes:
+        deployment: the deployment.
+        error: why.
+        generation: the run's resume count.
+    """
+
+    deployment: str
+    error: str = ""
+    generation: int = 0
+
+
+class DeploymentUndeployed(Event, frozen=True, kw_only=True, tag="DeploymentUndeployed"):
+    """A deployment was torn down (or disconnected from, when external) at the end of the run.
+
+    Attributes:
+        deployment: the deployment.
+        generation: the run's resume count.
+        error: why tearing it down failed, if it did.
+    """
+
+    deployment: str
+    generation: int = 0
+    error: str = ""
 
 
 # --- job: sf.ev.<run>.job.<job> -----------------------------------------------------
@@ -391,6 +550,9 @@ class JobCompleted(Event, frozen=True, kw_only=True, tag="JobCompleted"):
         outputs: the output object.
         exit_code: the command's exit code (0 for expression tools).
         duration: seconds spent running.
+        location_paths: path prefix on this machine -> the same data's path on the job's
+            location, when the job ran where this filesystem is not shared (its output
+            directory there; the outputs were copied back to the prefix here).
     """
 
     job: str
@@ -399,6 +561,7 @@ class JobCompleted(Event, frozen=True, kw_only=True, tag="JobCompleted"):
     outputs: dict[str, Any] = {}
     exit_code: int = 0
     duration: float = 0.0
+    location_paths: dict[str, str] = {}
 
 
 class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
@@ -523,7 +686,12 @@ EventBody = (
     | JobScheduled
     | InputsStaged
     | InputsLost
+    | StagingFailed
     | DataLocationsRegistered
+    | DataTransferred
+    | DeploymentDeployed
+    | DeploymentFailed
+    | DeploymentUndeployed
     | JobStarted
     | JobCompleted
     | JobFailed
@@ -534,7 +702,7 @@ EventBody = (
     | CheckpointTaken
 )
 
-AGGREGATES = ("wf", "step", "port", "alloc", "job", "data", "recovery", "ckpt")
+AGGREGATES = ("wf", "step", "port", "alloc", "job", "data", "deploy", "recovery", "ckpt")
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

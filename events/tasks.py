@@ -33,6 +33,9 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
             workers drop tasks of an older generation (a resume queues them again).
         restore: for a rollback, the outputs of the completed attempt: the new attempt
             copies what it produces to those paths.
+        paths: path on the submitting machine -> path on ``location``, for each input the
+            DataManager placed there (empty where the filesystem is shared).
+        hostnames: host names of every location of a co-allocated job (``STREAMFLOW_HOSTS``).
     """
 
     run_id: str
@@ -47,6 +50,8 @@ class JobTask(msgspec.Struct, frozen=True, kw_only=True):
     memory: float = 0.0
     generation: int = 0
     restore: dict[str, Any] | None = None
+    paths: dict[str, str] = {}
+    hostnames: list[str] = []
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)

@@ -2,9 +2,10 @@
 
 ``streamflow run streamflow.yml`` takes the file's (single) workflow and its settings (job)
 file, binds each execute step to the deployment of its closest bound ancestor, turns the
-``failureManager`` section into the retry policy, and offers each used deployment's
-locations to the Scheduler. Deployments whose connector cannot run jobs from this process
-yet are rejected with a clear error.
+``failureManager`` section into the retry policy, and hands the deployments the run may use
+(with what they ``wraps``) to the run's deployment manager: their connectors are deployed
+when a job bound to them is requested (or at start when ``lazy: false``), and their
+locations offered to the Scheduler from then on.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from actors.failure_manager import RetrySettings
 from actors.scheduler import LocationCapacity, local_capacity
-from streamflow.errors import ConfigError, UnsupportedRequirementError
+from streamflow.core.deployment import DeploymentConfig, LocalTarget, WrapsConfig
+from streamflow.deployment.manager import wraps_chain
+from streamflow.errors import ConfigError
 from streamflow.workflow.graph import ExecuteStep, WorkflowGraph
 
 __all__ = ["CONTAINER_CHOICES", "ConfigRun", "apply_bindings", "is_streamflow_file", "load_config_run", "subject_safe"]
 
 LOCAL = "__LOCAL__"
-_RUNNABLE_HERE = {"local"}
 
 
 def subject_safe(name: str) -> str:
@@ -50,8 +54,12 @@ class ConfigRun:
         workflow: the CWL document.
         job: the job (settings) file, if any.
         retry: the retry policy from ``failureManager``.
-        locations: deployment (subject-safe name) -> its locations.
+        locations: deployment -> locations known without deploying it (``__LOCAL__``).
         bindings: the loaded workflow configuration (for step bindings).
+        deployments: the deployments the run may use (bound ones and what they wrap), by
+            subject-safe name, their ``wraps`` renamed the same way.
+        config_dir: the directory of the file (connectors resolve relative paths against it).
+        policy: the scheduling policy's registered name and config.
     """
 
     path: str
@@ -60,14 +68,17 @@ class ConfigRun:
     retry: RetrySettings
     locations: dict[str, list[LocationCapacity]]
     bindings: Any
+    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
+    config_dir: str = "."
+    policy: tuple[str, dict[str, Any]] = ("data_locality", {})
 
 
 def load_config_run(path: str) -> ConfigRun:
     """Load a ``streamflow.yml`` for ``streamflow run``.
 
     Raises:
-        ConfigError: the file is invalid, or holds more than one workflow.
-        UnsupportedRequirementError: a bound deployment's connector cannot run here.
+        ConfigError: the file is invalid, holds more than one workflow, or two deployment
+            names map to the same subject-safe name.
     """
     from streamflow.config import load_config
 
@@ -83,19 +94,27 @@ def load_config_run(path: str) -> ConfigRun:
         backoff=float(settings.get("backoff", 2.0)),
         max_delay=float(settings.get("max_delay", 300.0)),
     )
-    locations: dict[str, list[LocationCapacity]] = {LOCAL: [local_capacity()]}
+    safe: dict[str, str] = {}
+    for name in config.deployments:
+        other = next((n for n, s_ in safe.items() if s_ == subject_safe(name)), None)
+        if other is not None:
+            raise ConfigError(f"{path}: deployments: {other!r} and {name!r} are the same name once made "
+                              f"subject-safe ({subject_safe(name)!r}); rename one")
+        safe[name] = subject_safe(name)
+    used: set[str] = set()
     for binding in workflow.bindings:
         for target in binding.targets:
-            deployment = target.deployment
-            if deployment.name == LOCAL:
-                continue
-            if deployment.type not in _RUNNABLE_HERE:
-                raise UnsupportedRequirementError(
-                    f"{path}: deployments.{deployment.name}: connector '{deployment.type}' cannot run jobs from "
-                    f"this engine yet (available: {', '.join(sorted(_RUNNABLE_HERE))})")
-            here = local_capacity()
-            locations[subject_safe(deployment.name)] = [
-                LocationCapacity(subject_safe(deployment.name), "localhost", here.cores, here.memory)]
+            if target.deployment.name != LOCAL:
+                used.update(wraps_chain(target.deployment.name, config.deployments))
+    for name, deployment in config.deployments.items():
+        if not deployment.lazy:
+            used.update(wraps_chain(name, config.deployments))
+    deployments = {safe[name]: _renamed(config.deployments[name], safe) for name in sorted(used)}
+    policy_name = "data_locality"
+    policy_config: dict[str, Any] = {}
+    if config.policies:
+        chosen = next(iter(config.policies.values()))
+        policy_name, policy_config = chosen.type, dict(chosen.config)
     for position, entry in enumerate(workflow.docker):
         kind = (entry.get("deployment") or {}).get("type") if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or not isinstance(entry.get("step"), str) or kind not in CONTAINER_CHOICES:
@@ -103,7 +122,15 @@ def load_config_run(path: str) -> ConfigRun:
                 f"{path}: workflows.{workflow.name}.config.docker[{position}]: expected {{step: /path, deployment: "
                 f"{{type: {' | '.join(CONTAINER_CHOICES)}}}}}, got {entry!r}")
     return ConfigRun(path=str(Path(path).resolve()), workflow=workflow.file, job=workflow.settings, retry=retry,
-                     locations=locations, bindings=workflow)
+                     locations={LOCAL: [local_capacity()]}, bindings=workflow, deployments=deployments,
+                     config_dir=config.config_dir, policy=(policy_name, policy_config))
+
+
+def _renamed(deployment: DeploymentConfig, safe: dict[str, str]) -> DeploymentConfig:
+    wraps = deployment.wraps
+    if wraps is not None:
+        wraps = WrapsConfig(deployment=safe.get(wraps.deployment, wraps.deployment), service=wraps.service)
+    return msgspec.structs.replace(deployment, name=safe.get(deployment.name, deployment.name), wraps=wraps)
 
 
 #: The container translators a ``docker`` entry may choose for its steps: ``none`` runs
@@ -119,8 +146,12 @@ def apply_bindings(graph: WorkflowGraph, run: ConfigRun) -> None:
     for step in graph.steps.values():
         if isinstance(step, ExecuteStep):
             binding = run.bindings.get_binding(step.name)
-            name = binding.targets[0].deployment.name if binding.targets else LOCAL
-            step.target = LOCAL if name == LOCAL else subject_safe(name)
+            targets = binding.targets or [LocalTarget()]
+            names = [LOCAL if t.deployment.name == LOCAL else subject_safe(t.deployment.name) for t in targets]
+            step.target = names[0]
+            step.targets = list(dict.fromkeys(names))
+            step.service = targets[0].service
+            step.locations = max(1, targets[0].locations)
             step.container = _closest(translators, step.name)
 
 

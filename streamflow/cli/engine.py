@@ -27,6 +27,7 @@ import structlog
 
 from actors._runtime import ActorHost, RunContext
 from actors.data_manager import DataManagerActor
+from actors.deployment import DeploymentActor
 from actors.failure_manager import FailureManagerActor, RetrySettings
 from actors.port import PortActor
 from actors.scheduler import LocationCapacity, SchedulerActor, local_capacity
@@ -48,6 +49,10 @@ from events.schema import (
 )
 from streamflow import __version__
 from streamflow.bus import BusOptions, open_bus
+from streamflow.cli.config_run import ConfigRun
+from streamflow.core.scheduling import Policy
+from streamflow.data.manager import DefaultDataManager
+from streamflow.deployment.manager import DefaultDeploymentManager
 from streamflow.errors import ConcurrencyError, RunNotFoundError, WorkflowDefinitionError
 from streamflow.workflow.graph import WorkflowGraph
 
@@ -154,6 +159,7 @@ class RunOptions:
     shared_fs: bool = True
     interrupt: Interrupt | None = None
     task_routes: dict[str, str] | None = None
+    config_run: ConfigRun | None = None
 
 
 @dataclass
@@ -263,7 +269,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                       settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
                       progress: bool = False, metrics_port: int | None = None,
                       groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
-                      shared_fs: bool = True, interrupt: Interrupt | None = None) -> RunResult:
+                      shared_fs: bool = True, interrupt: Interrupt | None = None,
+                      config_run: ConfigRun | None = None) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
     Args:
@@ -284,6 +291,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         extra_leases: group leases to renew while hosting.
         shared_fs: whether the workers here share the filesystem with the rest of the run.
         interrupt: lets another thread stop the run as Ctrl-C would.
+        config_run: the run's ``streamflow.yml``: its deployments (deployed in this process
+            when needed, torn down at the end), their workers, and the scheduling policy.
 
     Returns:
         How the run ended.
@@ -299,10 +308,18 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         actors.extend(PortActor(ctx, pid, graph.producers(pid)) for pid in graph.ports)
     if "steps" in hosted:
         actors.extend(make_step_actor(ctx, step) for step in graph.steps.values())
+    declared = dict(config_run.deployments) if config_run is not None else {}
+    manager = DefaultDeploymentManager(config_dir=config_run.config_dir if config_run is not None else None)
+    for deployment_config in declared.values():
+        manager.register(deployment_config)
+    deployer: DeploymentActor | None = None
     if "scheduler" in hosted:
-        actors.append(SchedulerActor(ctx, locations))
+        actors.append(SchedulerActor(ctx, locations, policy=_policy(config_run)))
     if "data-manager" in hosted:
-        actors.append(DataManagerActor(ctx))
+        actors.append(DataManagerActor(ctx, data=DefaultDataManager(deployments=manager)))
+        if declared:
+            deployer = DeploymentActor(ctx, manager)
+            actors.append(deployer)
     if "failure-manager" in hosted:
         actors.append(FailureManagerActor(ctx, retry))
     watcher = RunWatcher(ctx, done)
@@ -325,10 +342,11 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
 
         background.append(functools.partial(serve_metrics, log_.nc, log_, metrics_port, done))
     if workers > 0:
-        for deployment in locations:
+        for deployment in dict.fromkeys([*locations, *declared]):
             # Workers serve every run's tasks (nak-ing other runs' tasks livelocked two concurrent
             # runs: the server kept redelivering to the process that had just handed them back).
-            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs)
+            worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs,
+                            deployments=manager)
             background.append(functools.partial(worker.run, done))
     from actors.checkpoint_manager import CheckpointManager
 
@@ -360,6 +378,10 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     try:
         await host.run(done)
     finally:
+        # Tear down what this process deployed (recorded), then anything else it brought up.
+        if deployer is not None:
+            await asyncio.shield(deployer.undeploy_all())
+        await asyncio.shield(manager.close())
         if interrupt is not None:
             interrupt.unbind()
         for sig in installed:
@@ -372,6 +394,15 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     if isinstance(final, RunFailed):
         return RunResult(run_id, "FAILED", error=final.error, error_type=final.error_type)
     return RunResult(run_id, "CANCELLED", error=getattr(final, "reason", None))
+
+
+def _policy(config_run: ConfigRun | None) -> Policy:
+    """The run's scheduling policy, from the plugin registry (default ``data_locality``)."""
+    from streamflow.plugins import Registry
+
+    name, config = config_run.policy if config_run is not None else ("data_locality", {})
+    policy: Policy = Registry.default().get("policy", name)(**config)
+    return policy
 
 
 #: The actor groups a process can host (``--actors``); together they make a whole run.
@@ -467,6 +498,9 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             rerun_of=options.rerun_of,
             config=options.config,
         )
+        from streamflow.data.limits import check_inputs
+
+        check_inputs(submitted, nc.max_payload)  # before anything is written: too large is exit 2
         try:
             await log_.append(run_id, "wf", None, submitted, producer="cli", key="submitted", expected_last_seq=0)
         except ConcurrencyError:
@@ -493,7 +527,8 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
                                  retry=options.retry, settings=settings, epoch=epoch, lease=lease,
                                  locations=options.locations, progress=options.progress,
                                  metrics_port=options.metrics_port, groups=hosted, extra_leases=extra,
-                                 shared_fs=options.shared_fs, interrupt=options.interrupt)
+                                 shared_fs=options.shared_fs, interrupt=options.interrupt,
+                                 config_run=options.config_run)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,
@@ -531,6 +566,7 @@ async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None
         if submitted.rerun_of:
             settings["reuse"] = await reuse_index(log_, submitted.rerun_of)
         locations = None
+        config_run = None
         if submitted.config:
             from streamflow.cli.config_run import load_config_run
 
@@ -541,7 +577,7 @@ async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None
             log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
             workers=workers if workers is not None else (os.cpu_count() or 1),
             retry=retry or RetrySettings(), settings=settings, epoch=lease.epoch, lease=lease,
-            locations=locations)
+            locations=locations, config_run=config_run)
 
 
 @dataclass(frozen=True)
@@ -627,10 +663,13 @@ async def host_run(run_id: str, *, bus: BusOptions, groups: set[str], workers: i
         graph = await load_graph(log_, run_id)
         epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
         locations = None
+        config_run = None
         if submitted.config:
             from streamflow.cli.config_run import load_config_run
 
-            locations = load_config_run(submitted.config).locations
+            config_run = load_config_run(submitted.config)
+            locations = config_run.locations
         return await execute_run(log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
                                  workers=workers, retry=retry or RetrySettings(), settings={"generation": 0},
-                                 epoch=epoch, lease=lease, groups=groups, extra_leases=extra, locations=locations)
+                                 epoch=epoch, lease=lease, groups=groups, extra_leases=extra, locations=locations,
+                                 config_run=config_run)

@@ -35,6 +35,27 @@ _SECTIONS: dict[str, str] = {
 }
 
 
+_LEGACY_TOP_LEVEL = {"failure_manager": "failureManager", "checkpoint_manager": "checkpointManager",
+                     "data_manager": "dataManager", "deployment_manager": "deploymentManager"}
+
+
+def _legacy_keys(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept the top-level keys of older StreamFlow files (``failure_manager``, a top-level
+    ``scheduler``...) under their current names, when the current name is not used too."""
+    if not isinstance(raw, Mapping):
+        return raw
+    renamed = dict(raw)
+    for old, new in _LEGACY_TOP_LEVEL.items():
+        if old in renamed and new not in renamed:
+            renamed[new] = renamed.pop(old)
+    if "scheduler" in renamed and "scheduling" not in renamed:
+        scheduler = renamed.pop("scheduler")
+        if isinstance(scheduler, Mapping) and "type" not in scheduler:
+            scheduler = {"type": "default", **scheduler}
+        renamed["scheduling"] = {"scheduler": scheduler}
+    return renamed
+
+
 @functools.cache
 def get_schema(version: str = "v1.0") -> dict[str, Any]:
     """Return the JSON Schema of the ``streamflow.yml`` format ``version`` (shipped in the package).
@@ -335,6 +356,7 @@ def validate_config(
     if not isinstance(raw, Mapping):
         check.add((), f"expected a mapping at the top level, got {type(raw).__name__}")
         check.raise_if_any()
+    raw = _legacy_keys(raw)
     version = raw.get("version")
     if not check.check_schema(get_schema("v1.0"), raw):
         check.raise_if_any()

@@ -61,6 +61,7 @@ class DockerComposeConnector(EngineMixin):
         engine: ``auto``, ``docker`` or ``podman`` (for ``exec`` and ``cp``).
         dockerHost: the engine's address.
         transferBufferSize: bytes per chunk for streamed copies.
+        compatibility: pass ``--compatibility`` (compose v1 files' ``deploy`` keys honoured).
     """
 
     def __init__(
@@ -74,8 +75,10 @@ class DockerComposeConnector(EngineMixin):
         engine: str = "auto",
         dockerHost: str | None = None,
         transferBufferSize: int = 2**16,
+        compatibility: bool = False,
     ) -> None:
         super().__init__(deployment_name, config_dir, engine, dockerHost, transferBufferSize)
+        self.compatibility = compatibility
         if not files:
             raise ConfigError(f"deployment {deployment_name!r}: `files` needs at least one compose file")
         self.files = [os.path.normpath(os.path.join(config_dir, f)) for f in files]
@@ -116,6 +119,11 @@ class DockerComposeConnector(EngineMixin):
                     "default": 300,
                     "description": "Seconds `up` may take",
                 },
+                "compatibility": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Run the compose client with `--compatibility`",
+                },
                 **engine_schema(),
             },
             "required": ["files"],
@@ -139,7 +147,8 @@ class DockerComposeConnector(EngineMixin):
         argv = list(self.client_argv)
         for path in self.files:
             argv += ["-f", path]
-        return [*argv, "-p", self.project, *args]
+        flags = ["--compatibility"] if self.compatibility else []
+        return [*argv, *flags, "-p", self.project, *args]
 
     def client_env(self) -> dict[str, str] | None:
         """This process's environment, with ``DOCKER_HOST`` from ``dockerHost`` (for both clients)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -53,14 +53,19 @@ class DefaultDeploymentManager(DeploymentManager):
 
     Args:
         context: the StreamFlow context; ``context.config["config_dir"]`` (if set) is passed to
-            connectors as their ``config_dir``.
+            connectors as their ``config_dir``. None for a manager owned by a run's host
+            (the engine), which passes ``config_dir`` itself.
         registry: where connector classes are looked up; the default registry if ``None``.
+        config_dir: the directory relative paths of connector configs are resolved against
+            (default: the context's ``config_dir``, else the current directory).
     """
 
-    def __init__(self, context: StreamFlowContext, registry: Registry | None = None) -> None:
-        super().__init__(context)
+    def __init__(self, context: StreamFlowContext | None = None, registry: Registry | None = None,
+                 config_dir: str | None = None) -> None:
+        super().__init__(cast("StreamFlowContext", context))
         self._registry = registry
-        self.config_dir = str(context.config.get("config_dir") or os.getcwd())
+        self.config_dir = config_dir or str((context.config.get("config_dir") if context is not None else None)
+                                            or os.getcwd())
         self.configs: dict[str, DeploymentConfig] = {
             LOCAL_DEPLOYMENT: DeploymentConfig(name=LOCAL_DEPLOYMENT, type="local", external=True, lazy=False)
         }

@@ -120,6 +120,10 @@ class ExecuteStep(StepDef):
         target: name of the deployment the step is bound to (``__LOCAL__`` by default).
         container: how its DockerRequirement runs (``none``, ``auto``, ``docker``,
             ``podman``; None: ``STREAMFLOW_CONTAINER_ENGINE``), from ``streamflow.yml``.
+        targets: every deployment the step is bound to, in order of preference (empty:
+            ``[target]``), from ``streamflow.yml``.
+        service: the service of its (first) target, if any.
+        locations: how many locations each job needs at once (co-allocation).
     """
 
     process: Any = None
@@ -128,6 +132,9 @@ class ExecuteStep(StepDef):
     cwl_version: str = "v1.2"
     target: str = "__LOCAL__"
     container: str | None = None
+    targets: list[str] = field(default_factory=list)
+    service: str | None = None
+    locations: int = 1
     kind: str = field(init=False, default="execute")
 
 

@@ -17,16 +17,18 @@ from typing import Any
 
 import pytest
 
-from actors.plugin import ActorDataManager, ActorScheduler, ActorsPlugin
+from actors.plugin import ActorsPlugin
 from events.log import EventLog
 from events.schema import RunCompleted, RunStarted, RunSubmitted, TokenEmitted
 from streamflow.bus import EmbeddedServer
 from streamflow.core.context import StreamFlowContext
 from streamflow.core.persistence import DependencyType
 from streamflow.core.workflow import Status
+from streamflow.data.manager import DefaultDataManager
 from streamflow.errors import StreamFlowError
 from streamflow.persistence import ActorOwnedEntityError, EventLogDatabase
 from streamflow.plugins import BuiltinPlugin, Registry
+from streamflow.scheduling.scheduler import DefaultScheduler
 from tests.conftest import run_cli
 
 WORKFLOW = """\
@@ -278,8 +280,8 @@ def test_plugin_registers_the_actor_backed_defaults() -> None:
     registry.register_plugin(ActorsPlugin, name="actors")
     entries = registry.list()
     assert ("database", "default", "streamflow.persistence.eventlog.EventLogDatabase") in entries
-    assert registry.get("scheduler", "default") is ActorScheduler
-    assert registry.get("data_manager", "default") is ActorDataManager
+    assert registry.get("scheduler", "default") is DefaultScheduler
+    assert registry.get("data_manager", "default") is DefaultDataManager
     assert {n: registry.get("failure_manager", n) for n in registry.names("failure_manager")} == failure_managers
     assert registry.plugins()["actors"] == "actors.plugin.ActorsPlugin"
 
@@ -306,5 +308,6 @@ async def test_context_builds_the_database_and_connects_lazily(
         assert isinstance(context.database, EventLogDatabase)
         [row] = await context.database.get_workflows_by_name(scatter_run.name)
         assert row["run_id"] == scatter_run.run_id
-        with pytest.raises(StreamFlowError, match="JobScheduled"):
-            await context.scheduler.schedule(None, [], None)  # type: ignore[arg-type]
+        assert isinstance(context.scheduler, DefaultScheduler)
+        assert await context.scheduler.get_allocation("nothing") is None
+        assert isinstance(context.data_manager, DefaultDataManager)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import html
 import io
 import json
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 from events.log import EventLog, Record
 from events.projections import RunSummary
 from events.schema import (
+    DataTransferred,
     JobCancelled,
     JobCompleted,
     JobFailed,
@@ -133,11 +135,13 @@ class Timeline:
         summary: the run-level fold (status, times, name).
         steps: step id -> name.
         jobs: job id -> what is known about it, in request order.
+        transfers: the data the DataManager moved (``DataTransferred``), in log order.
     """
 
     summary: RunSummary
     steps: dict[str, str] = field(default_factory=dict)
     jobs: dict[str, JobInfo] = field(default_factory=dict)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(cls, run_id: str, records: list[Record]) -> Timeline:
@@ -166,6 +170,12 @@ class Timeline:
             if info is None:
                 self.jobs[body.job] = JobInfo(job=body.job, step=body.step, tag=body.tag,
                                               inputs=dict(body.inputs), requested_at=when)
+        elif isinstance(body, DataTransferred):
+            self.transfers.append({
+                "job": body.job, "path": body.path, "kind": body.kind, "bytes": body.bytes,
+                "checksum": body.checksum, "seconds": body.seconds, "at": when,
+                "source": f"{body.src_deployment}/{body.src_location}",
+                "destination": f"{body.deployment}/{body.location}", "dst_path": body.dst_path})
         elif isinstance(body, JobScheduled):
             info = self._job(body.job, record)
             info.deployment, info.location, info.scheduled_at = body.deployment, body.location, when
@@ -224,6 +234,8 @@ class Timeline:
             "steps": self.steps,
             "jobs": [asdict(a) for a in self.attempts],
             "waiting": sorted(j.job for j in self.jobs.values() if not j.attempts),
+            "transfers": list(self.transfers),
+            "bytes_transferred": sum(int(t["bytes"]) for t in self.transfers),
         }
 
 
@@ -287,9 +299,21 @@ def _to_html(data: dict[str, Any], *, group_by_step: bool) -> str:
         height=max(400, 28 * len({*(r["step_name"] for r in rows)} if group_by_step else rows) + 200),
     )
     page: str = fig.to_html(full_html=True, include_plotlyjs=True)
+    if data.get("transfers"):
+        page = page.replace("</body>", _transfers_table(data["transfers"]) + "</body>", 1)
     payload = json.dumps(data, sort_keys=True, default=str).replace("</", "<\\/")
     tag = f'<script type="application/json" id="sf-report-data">{payload}</script>\n'
     return page.replace("</body>", tag + "</body>", 1) if "</body>" in page else page + tag
+
+
+def _transfers_table(transfers: list[dict[str, Any]]) -> str:
+    cells = ("job", "path", "source", "destination", "bytes", "seconds")
+    head = "".join(f"<th>{name}</th>" for name in cells)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(t[name]))}</td>" for name in cells) + "</tr>"
+                   for t in transfers)
+    total = sum(int(t["bytes"]) for t in transfers)
+    return (f'<h2>Data transfers ({len(transfers)}, {total} bytes)</h2>\n'
+            f'<table id="sf-transfers"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n')
 
 
 def render(data: dict[str, Any], fmt: str, *, group_by_step: bool = False) -> str:

@@ -1,0 +1,215 @@
+"""Running a prepared CWL job's command on a location, through its deployment's connector.
+
+The CWL layer (:func:`streamflow.cwl.tool.execute_process`) prepares every job on this
+machine: it stages the inputs and ``InitialWorkDir`` entries into the attempt's directory,
+builds the command line and, once the command ended, collects the outputs from that
+directory. :class:`ConnectorCommand` is the ``run`` it is given: it sends the command to the
+job's location through :meth:`Connector.run`.
+
+* On a location that shares this filesystem (``local``) the command runs as it is, with
+  exactly the environment CWL defines (``env -i``: none of the engine's variables, which may
+  hold bus credentials, reach the tool).
+* On any other location the attempt directory is copied there first, every path of this
+  machine in the command, its environment and its redirections is rewritten to the path of
+  the same data on the location (:class:`PathMap`: the attempt directory, and each input the
+  DataManager placed there), the command runs in the copy, and the output directory is
+  copied back, so outputs are collected (and mirrored) here while the location keeps its
+  copy for the jobs that follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import posixpath
+import re
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from streamflow.core.deployment import Connector, ExecutionLocation
+from streamflow.core.exception import CommandTimeoutError
+from streamflow.errors import JobFailedError, RemoteCommandError, TransferError
+
+__all__ = ["ConnectorCommand", "PathMap"]
+
+log = structlog.get_logger("streamflow.execution")
+
+
+class PathMap:
+    """Rewrites paths of this machine into paths on a location, by longest prefix.
+
+    A prefix matches only at a path boundary (``/a/b`` maps ``/a/b`` and ``/a/b/c``, never
+    ``/a/bc``), wherever it appears in a string (a shell command line holds several).
+
+    Args:
+        prefixes: path here -> path there.
+    """
+
+    def __init__(self, prefixes: Mapping[str, str]) -> None:
+        self.prefixes = {k.rstrip("/") or "/": v.rstrip("/") or "/" for k, v in prefixes.items() if k}
+        ordered = sorted(self.prefixes, key=len, reverse=True)
+        self._pattern = (re.compile("|".join(f"{re.escape(p)}(?=/|$|[^A-Za-z0-9._-])" for p in ordered))
+                         if ordered else None)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every mapped path rewritten."""
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(lambda m: self.prefixes[m.group(0)], text)
+
+    def path(self, path: str | None) -> str | None:
+        """A single path rewritten (``None`` stays ``None``)."""
+        return None if path is None else self(path)
+
+
+class ConnectorCommand:
+    """A :data:`streamflow.cwl.tool.RunCommand` that runs on a location through its connector.
+
+    Args:
+        connector: the connector of the job's deployment.
+        location: where to run.
+        job_name: the job (batch connectors name their submission after it).
+        local_root: the attempt directory on this machine.
+        remote_root: the attempt directory on the location (ignored on a local location).
+        inputs: path here -> path on the location of each input placed there.
+        environment: variables added for every command (e.g. ``STREAMFLOW_HOSTS``).
+        output: where the command's own standard output and error go when the tool does
+            not redirect them (None: this process's standard error).
+    """
+
+    def __init__(self, connector: Connector, location: ExecutionLocation, *, job_name: str, local_root: str,
+                 remote_root: str | None = None, inputs: Mapping[str, str] | None = None,
+                 environment: Mapping[str, str] | None = None,
+                 output: Callable[[bytes], None] | None = None) -> None:
+        self.connector = connector
+        self.location = location
+        self.job_name = job_name
+        self.local_root = local_root
+        self.remote_root = remote_root or local_root
+        self.extra_environment = dict(environment or {})
+        self.output = output
+        self.paths = PathMap({} if location.local else {**dict(inputs or {}), local_root: self.remote_root})
+        self.bytes_sent = 0
+
+    async def __call__(self, command: list[str], *, environment: dict[str, str], workdir: str,
+                       stdin: str | None = None, stdout: str | None = None, stderr: str | None = None,
+                       timeout: float | None = None) -> int:
+        """Run ``command`` (paths of this machine) on the location; return its exit code.
+
+        Raises:
+            JobFailedError: the time limit expired (not retryable), the command could not be
+                started, or the location could not be reached (retryable).
+        """
+        try:
+            if self.location.local:
+                return await self._run_here(command, environment, workdir, stdin, stdout, stderr, timeout)
+            return await self._run_there(command, environment, workdir, stdin, stdout, stderr, timeout)
+        except CommandTimeoutError:
+            raise JobFailedError(f"command exceeded its time limit of {timeout:g} seconds and was killed",
+                                 retryable=False) from None
+        except (RemoteCommandError, TransferError) as exc:
+            raise JobFailedError(f"on {self.location}: {exc}", retryable=exc.retryable) from exc
+
+    async def _run_here(self, command: list[str], environment: dict[str, str], workdir: str, stdin: str | None,
+                        stdout: str | None, stderr: str | None, timeout: float | None) -> int:
+        env = {**environment, **self.extra_environment}
+        argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+        async with _OutputRelay(self.output) as relay:
+            result = await self.connector.run(
+                self.location, argv, workdir=workdir, stdin=stdin,
+                stdout=stdout if stdout is not None else relay.fd,
+                stderr=stderr if stderr is not None else relay.fd,
+                timeout=timeout, job_name=self.job_name)
+        code = _exit_code(result)
+        if code == 127 and not _on_path(command[0], env.get("PATH")):
+            raise JobFailedError(f"command not found: {command[0]}", exit_code=127)
+        return code
+
+    async def _run_there(self, command: list[str], environment: dict[str, str], workdir: str, stdin: str | None,
+                         stdout: str | None, stderr: str | None, timeout: float | None) -> int:
+        root = self.remote_root
+        await self._checked(["mkdir", "-p", posixpath.dirname(root)])
+        await self.connector.copy_local_to_remote(self.local_root, root, [self.location])
+        # PATH stays the location's own: this machine's means nothing there.
+        env = {k: self.paths(v) for k, v in environment.items() if k != "PATH"}
+        env.update(self.extra_environment)
+        out = self.paths.path(stdout) or posixpath.join(root, ".sf-stdout")
+        err = self.paths.path(stderr) or posixpath.join(root, ".sf-stderr")
+        result = await self.connector.run(
+            self.location, [self.paths(arg) for arg in command], environment=env, workdir=self.paths(workdir),
+            stdin=self.paths.path(stdin), stdout=out, stderr=err, timeout=timeout, job_name=self.job_name)
+        code = _exit_code(result)
+        outdir_here = workdir
+        await self.connector.copy_remote_to_local(self.paths(outdir_here), outdir_here, self.location)
+        if stdout is None or stderr is None:
+            await self._relay_remote_output(None if stdout is not None else out, None if stderr is not None else err)
+        return code
+
+    async def _relay_remote_output(self, *paths: str | None) -> None:
+        for path in paths:
+            if path is None:
+                continue
+            result = await self.connector.run(self.location, ["cat", path], capture_output=True)
+            text = result[0] if isinstance(result, tuple) else ""
+            if text:
+                data = (text + "\n").encode()
+                if self.output is not None:
+                    self.output(data)
+                else:
+                    sys.stderr.buffer.write(data)
+                    sys.stderr.flush()
+
+    async def _checked(self, command: list[str]) -> None:
+        result = await self.connector.run(self.location, command, capture_output=True)
+        if isinstance(result, tuple) and result[1] != 0:
+            raise RemoteCommandError(f"{' '.join(command)} failed on {self.location}: {result[0]}",
+                                     location=str(self.location))
+
+
+def _exit_code(result: tuple[str, int] | int | None) -> int:
+    if isinstance(result, tuple):
+        return result[1]
+    if result is None:
+        raise JobFailedError("the connector could not tell the command's exit code", retryable=False)
+    return result
+
+
+def _on_path(program: str, path: str | None) -> bool:
+    if "/" in program:
+        return os.path.exists(program)
+    return any(os.path.exists(os.path.join(d, program)) for d in (path or "").split(os.pathsep) if d)
+
+
+class _OutputRelay:
+    """A pipe whose write end a local command inherits, read here into ``sink`` (or our stderr)."""
+
+    def __init__(self, sink: Callable[[bytes], None] | None) -> None:
+        self.sink = sink
+        self.fd: int = sys.stderr.fileno()
+        self._read: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _OutputRelay:
+        if self.sink is None:
+            return self
+        self._read, self.fd = os.pipe()
+        self._task = asyncio.create_task(asyncio.to_thread(self._pump, self._read, self.sink))
+        return self
+
+    @staticmethod
+    def _pump(fd: int, sink: Callable[[bytes], None]) -> None:
+        with open(fd, "rb", buffering=0, closefd=True) as pipe:
+            while chunk := pipe.read(65536):
+                sink(chunk)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._task is None:
+            return
+        os.close(self.fd)  # the child holds its own copy; EOF once it (and its children) closed it
+        with contextlib.suppress(TimeoutError):
+            # A child left in the background may hold the pipe open: stop waiting after a moment.
+            await asyncio.wait_for(asyncio.shield(self._task), 2)

@@ -1,0 +1,300 @@
+"""The default :class:`~streamflow.core.scheduling.Scheduler`: places jobs by a ``Policy``.
+
+The Scheduler actor (``actors/scheduler.py``) owns one per run. It folds the run's events
+into it (the locations of each deployment, what runs where, where data is: the synchronous
+``record_*``/``release`` methods, since a fold does no I/O), and for each requested job
+awaits :meth:`DefaultScheduler.schedule`, whose answer it records as ``JobScheduled``.
+
+Placement: ``schedule`` queues the request and resolves it as soon as one of its targets (in
+order of preference) has room: for each location the scheduler checks the free cores,
+memory and slots from its own bookkeeping, then asks the :class:`Policy` to choose among
+those with room (default ``data_locality``). A target with ``locations: N`` needs N distinct
+locations at once. Waiting requests are granted in arrival order whenever resources free up
+(:meth:`notify_status`) or a deployment offers new locations (:meth:`record_locations`); a
+request that does not fit yet does not block the ones behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from streamflow.core.data import DataLocation
+from streamflow.core.deployment import ExecutionLocation, Target
+from streamflow.core.scheduling import AvailableLocation, Hardware, JobAllocation, Policy, Scheduler
+from streamflow.core.workflow import Job, Status
+
+if TYPE_CHECKING:
+    from streamflow.core.context import StreamFlowContext
+
+__all__ = ["DefaultScheduler", "LocationCapacity", "local_capacity", "targets_of"]
+
+log = structlog.get_logger("streamflow.scheduler")
+
+_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.SKIPPED})
+
+
+@dataclass(frozen=True)
+class LocationCapacity:
+    """What a location offers.
+
+    Attributes:
+        deployment: the deployment name.
+        name: the location name.
+        cores: cores available to jobs.
+        memory: memory available to jobs, MiB (0: not accounted).
+        hostname: its host name, if known.
+        slots: how many jobs may run there at once (0: as many as its cores allow).
+    """
+
+    deployment: str
+    name: str
+    cores: float
+    memory: float = 0.0
+    hostname: str | None = None
+    slots: int = 0
+
+
+def local_capacity() -> LocationCapacity:
+    """The capacity of this machine as the ``__LOCAL__`` deployment's only location."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError):
+        memory = 0.0
+    return LocationCapacity("__LOCAL__", "localhost", float(os.cpu_count() or 1), float(memory), "localhost")
+
+
+@dataclass
+class _Request:
+    job: Job
+    targets: list[Target]
+    hardware: Hardware
+    future: asyncio.Future[JobAllocation] = field(repr=False)
+
+
+def _default_policy() -> Policy:
+    from streamflow.scheduling.policy import DataLocalityPolicy
+
+    return DataLocalityPolicy()
+
+
+class DefaultScheduler(Scheduler):
+    """Places jobs among their targets' locations, asking a :class:`Policy` to choose.
+
+    Args:
+        context: the StreamFlow context (None when owned by a run's actor host).
+        policy: how to choose among locations with room (default ``data_locality``).
+        locations: deployment name -> the locations it offers without being deployed
+            (``__LOCAL__``: this machine).
+        retry_delay: accepted for compatibility with StreamFlow files; placement is decided
+            again whenever resources free up, never by polling.
+    """
+
+    def __init__(self, context: StreamFlowContext | None = None, policy: Policy | None = None,
+                 locations: Mapping[str, list[LocationCapacity]] | None = None,
+                 retry_delay: float | None = None) -> None:
+        self.context = context  # type: ignore[assignment]
+        self.policy = policy or _default_policy()
+        self.static: dict[str, list[LocationCapacity]] = {k: list(v) for k, v in (locations or {}).items()}
+        self.deployed: dict[str, list[LocationCapacity]] = {}
+        self.allocations: dict[str, JobAllocation] = {}
+        self.used: dict[tuple[str, str], tuple[float, float]] = {}
+        self.running: dict[tuple[str, str], set[str]] = {}
+        self.holdings: dict[str, dict[tuple[str, str], int]] = {}  # path -> (deployment, location) -> bytes
+        self._queue: dict[str, _Request] = {}
+        self._dispatching = False
+        self._again = False
+
+    @classmethod
+    def get_schema(cls) -> dict[str, Any]:
+        """Return the schema of ``scheduling.scheduler.config`` (no options)."""
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+                "properties": {"retry_delay": {
+                    "type": "number", "minimum": 0,
+                    "description": "Accepted for compatibility; placement is reconsidered when resources "
+                                   "free up, not by polling"}},
+                "additionalProperties": False}
+
+    # --- the fold (synchronous, no I/O) ---------------------------------------------------------
+
+    @property
+    def locations(self) -> dict[str, list[LocationCapacity]]:
+        """Every known deployment's locations."""
+        return {**self.static, **self.deployed}
+
+    def record_locations(self, deployment: str, locations: list[LocationCapacity]) -> None:
+        """A deployment (re)offers its locations."""
+        self.deployed[deployment] = list(locations)
+
+    def record_data(self, path: str, deployment: str, location: str, size: int) -> None:
+        """``path`` (its identity on this machine) has a copy on a location."""
+        self.holdings.setdefault(path, {})[(deployment, location)] = size
+
+    def record_allocation(self, job: str, deployment: str, locations: Sequence[str], cores: float,
+                          memory: float) -> None:
+        """A job was placed (idempotent: its first placement counts)."""
+        if job in self.allocations:
+            return
+        self.allocations[job] = JobAllocation(
+            job=job, target=Target(deployment=_deployment(deployment)), status=Status.FIREABLE,
+            locations=[ExecutionLocation(name=name, deployment=deployment) for name in locations],
+            hardware=Hardware(cores=cores, memory=memory))
+        for name in locations:
+            key = (deployment, name)
+            used_cores, used_memory = self.used.get(key, (0.0, 0.0))
+            self.used[key] = (used_cores + cores, used_memory + memory)
+            self.running.setdefault(key, set()).add(job)
+
+    def release(self, job: str) -> bool:
+        """A job ended: free what it held. Returns whether anything was freed."""
+        allocation = self.allocations.get(job)
+        if allocation is None or allocation.status in _TERMINAL:
+            return False
+        allocation.status = Status.COMPLETED
+        for location in allocation.locations:
+            key = (location.deployment, location.name)
+            cores, memory = self.used.get(key, (0.0, 0.0))
+            self.used[key] = (max(0.0, cores - allocation.hardware.cores),
+                              max(0.0, memory - allocation.hardware.memory))
+            self.running.get(key, set()).discard(job)
+        return True
+
+    # --- the Scheduler interface ----------------------------------------------------------------
+
+    async def schedule(self, job: Job, targets: Sequence[Target], hardware_requirement: Hardware | None) -> JobAllocation:
+        """Place ``job`` on one of ``targets`` (in order), waiting until one has room."""
+        if job.name in self.allocations:
+            return self.allocations[job.name]
+        future: asyncio.Future[JobAllocation] = asyncio.get_running_loop().create_future()
+        self._queue[job.name] = _Request(job, list(targets), hardware_requirement or Hardware(cores=1.0), future)
+        await self.dispatch()
+        try:
+            return await future
+        finally:
+            self._queue.pop(job.name, None)
+
+    async def notify_status(self, job_name: str, status: Status) -> None:
+        """A terminal status frees the job's resources, and waiting requests are reconsidered."""
+        if status in _TERMINAL and self.release(job_name):
+            await self.dispatch()
+
+    async def get_allocation(self, job_name: str) -> JobAllocation | None:
+        """The allocation of ``job_name``, if it was placed."""
+        return self.allocations.get(job_name)
+
+    async def close(self) -> None:
+        """Cancel the requests still waiting. Idempotent."""
+        for request in self._queue.values():
+            request.future.cancel()
+        self._queue.clear()
+
+    # --- placement ------------------------------------------------------------------------------
+
+    async def dispatch(self) -> None:
+        """Grant the waiting requests that fit now, in arrival order."""
+        if self._dispatching:
+            self._again = True  # the running pass may have missed what changed: it goes round again
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                for name, request in list(self._queue.items()):
+                    if request.future.done():
+                        continue
+                    if self._full(request.hardware.cores):
+                        break
+                    allocation = await self._place(request)
+                    if allocation is not None:
+                        request.future.set_result(allocation)
+                        self._queue.pop(name, None)
+        finally:
+            self._dispatching = False
+
+    def _full(self, cores: float) -> bool:
+        for locs in self.locations.values():
+            for loc in locs:
+                if self.used.get((loc.deployment, loc.name), (0.0, 0.0))[0] + min(cores, loc.cores) <= loc.cores + 1e-9:
+                    return False
+        return True
+
+    def _fits(self, loc: LocationCapacity, hardware: Hardware) -> tuple[float, float] | None:
+        """The cores and memory the job gets on ``loc`` if they are free there now.
+
+        A request larger than the whole location is clamped to it (with a warning),
+        otherwise it could never run.
+        """
+        cores = min(hardware.cores, loc.cores)
+        memory = min(hardware.memory, loc.memory) if loc.memory else 0.0
+        used_cores, used_memory = self.used.get((loc.deployment, loc.name), (0.0, 0.0))
+        if used_cores + cores > loc.cores + 1e-9 or (loc.memory and used_memory + memory > loc.memory + 1e-9):
+            return None
+        if loc.slots and len(self.running.get((loc.deployment, loc.name), ())) >= loc.slots:
+            return None
+        return cores, memory
+
+    def _data_locations(self, job: Job) -> list[DataLocation]:
+        from actors.data_manager import iter_paths
+
+        return [DataLocation(name=location, deployment=deployment, path=path, relpath=path, available=True,
+                             size=size)
+                for path, _ in iter_paths(job.inputs)
+                for (deployment, location), size in self.holdings.get(path, {}).items()]
+
+    async def _place(self, request: _Request) -> JobAllocation | None:
+        data: list[DataLocation] | None = None
+        for target in request.targets:
+            locs = self.locations.get(target.deployment.name) or []
+            if len(locs) < target.locations:
+                continue
+            if data is None:
+                data = self._data_locations(request.job)
+            chosen: list[LocationCapacity] = []
+            cores = memory = 0.0
+            for _ in range(target.locations):
+                options: dict[str, AvailableLocation] = {}
+                by_name: dict[str, LocationCapacity] = {}
+                for loc in locs:
+                    fit = None if loc in chosen else self._fits(loc, request.hardware)
+                    if fit is None:
+                        continue
+                    cores, memory = fit
+                    # Room is decided above, from the bookkeeping: the policy only chooses.
+                    options[loc.name] = AvailableLocation(name=loc.name, deployment=loc.deployment,
+                                                          hostname=loc.hostname, service=target.service)
+                    by_name[loc.name] = loc
+                if not options:
+                    break
+                picked = await self.policy.get_location(request.job, Hardware(cores=cores, memory=memory), options,
+                                                        self.allocations, {}, data)
+                if picked is None or picked.name not in by_name:
+                    break
+                chosen.append(by_name[picked.name])
+            if len(chosen) == target.locations:
+                if cores < request.hardware.cores:
+                    log.warning("resource_request_clamped", job=request.job.name, requested=request.hardware.cores,
+                                granted=cores)
+                self.record_allocation(request.job.name, target.deployment.name, [c.name for c in chosen],
+                                       cores, memory)
+                allocation = self.allocations[request.job.name]
+                allocation.locations = [
+                    ExecutionLocation(name=c.name, deployment=c.deployment, hostname=c.hostname) for c in chosen]
+                return allocation
+        return None
+
+
+def _deployment(name: str) -> Any:
+    from streamflow.core.deployment import DeploymentConfig
+
+    return DeploymentConfig(name=name, type="local" if name == "__LOCAL__" else "remote")
+
+
+def targets_of(names: Iterable[str], service: str | None, locations: int) -> list[Target]:
+    """The :class:`Target` objects of a request's bound deployments, in order of preference."""
+    return [Target(deployment=_deployment(name), service=service, locations=locations) for name in names]
