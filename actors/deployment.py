@@ -18,13 +18,16 @@ deployment is always there and never recorded.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from typing import Any, ClassVar
 
+import msgspec
 import structlog
 
 from actors._runtime import Actor, RunContext
+from events.agents import AgentInfo
 from events.log import Record
 from events.schema import (
     DeploymentDeployed,
@@ -55,15 +58,20 @@ class DeploymentActor(Actor):
         "failed": set[str],
     }
 
-    def __init__(self, ctx: RunContext, deployments: DefaultDeploymentManager) -> None:
+    def __init__(self, ctx: RunContext, deployments: DefaultDeploymentManager,
+                 local: LocationInfo | None = None) -> None:
         super().__init__(ctx, "deployments")
         self.deployments = deployments
+        self.local = local
         self.generation = int(ctx.settings.get("generation", 0))
         self.needed: set[str] = {name for name, config in deployments.configs.items()
                                  if name != LOCAL_DEPLOYMENT and not config.lazy}
         self.recorded: dict[str, int] = {}  # deployment -> generation of its last DeploymentDeployed
         self.failed: set[str] = set()
         self.up_here: list[str] = []  # deployed by this process, in order
+        self.offered: dict[str, list[LocationInfo]] = {}  # what its connector offers, once deployed here
+        self.agents: dict[str, list[AgentInfo]] = {}  # live agents by deployment (from sf_agents)
+        self._signatures: dict[str, str] = {}  # deployment -> what was last recorded by this process
 
     def interested(self, record: Record) -> bool:
         return record.aggregate in ("step", "deploy")
@@ -73,10 +81,22 @@ class DeploymentActor(Actor):
         if isinstance(body, JobRequested):
             if body.target and body.target != LOCAL_DEPLOYMENT:
                 self.needed.add(body.target)
+            self.needed.update(t for t in body.targets if t != LOCAL_DEPLOYMENT)
         elif isinstance(body, DeploymentDeployed):
             self.recorded[body.deployment] = max(self.recorded.get(body.deployment, -1), body.generation)
+            if body.generation == self.generation:
+                self._signatures.setdefault(body.deployment, _signature(body.locations))
         elif isinstance(body, DeploymentFailed) and body.generation == self.generation:
             self.failed.add(body.deployment)
+
+    def agents_changed(self, agents: list[AgentInfo]) -> None:
+        """The live agents (from the announcements bucket); :meth:`react` records the change."""
+        grouped: dict[str, list[AgentInfo]] = {}
+        for agent in agents:
+            grouped.setdefault(agent.deployment, []).append(agent)
+        if grouped != self.agents:
+            self.agents = grouped
+            self.wake()
 
     async def react(self) -> None:
         for name in sorted(self.needed - self.failed):
@@ -84,6 +104,8 @@ class DeploymentActor(Actor):
                 continue
             config = self.deployments.configs.get(name)
             if config is None:
+                if name in self.agents:
+                    continue  # served by agents only: nothing to deploy from here
                 await self._failed(name, f"no deployment named {name!r} is declared in this run's streamflow.yml")
                 continue
             try:
@@ -95,15 +117,35 @@ class DeploymentActor(Actor):
                 await self._failed(name, str(exc) or type(exc).__name__)
                 continue
             self.up_here.append(name)
-            if self.recorded.get(name, -1) >= self.generation:
-                continue  # recorded by this generation before a crash of this process
-            locations = [self._info(config, loc) for loc in available.values()]
-            await self.append("deploy", name, DeploymentDeployed(
-                deployment=name, connector=config.type, external=config.external, locations=locations,
-                host=f"{socket.gethostname()}/{os.getpid()}", generation=self.generation),
-                key=f"deployed/{self.generation}")
-            self.recorded[name] = self.generation
-            log.info("deployment_deployed", deployment=name, connector=config.type, locations=len(locations))
+            self.offered[name] = [self._info(config, loc) for loc in available.values()]
+            log.info("deployment_deployed", deployment=name, connector=config.type, locations=len(available))
+        for name in sorted({*self.offered, *self.agents}):
+            if name != LOCAL_DEPLOYMENT and name not in self.offered and name not in self.needed:
+                continue  # agents of a deployment this run does not use
+            await self._record(name)
+
+    async def _record(self, name: str) -> None:
+        """Append ``DeploymentDeployed`` for ``name`` if what it offers changed (or was never recorded)."""
+        locations = list(self.offered.get(name, []))
+        if name == LOCAL_DEPLOYMENT and self.local is not None and name in self.agents:
+            locations.append(self.local)  # this process's own workers serve it too
+        locations += [LocationInfo(name=agent.name, hostname=agent.hostname, local=agent.shared_fs,
+                                   cores=agent.cores if agent.workers <= 0 else float(agent.workers),
+                                   memory=agent.memory, slots=max(1, agent.workers))
+                      for agent in self.agents.get(name, [])]
+        if not locations:
+            return
+        signature = _signature(locations)
+        if self._signatures.get(name) == signature:
+            return
+        config = self.deployments.configs.get(name)
+        await self.append("deploy", name, DeploymentDeployed(
+            deployment=name, connector=config.type if config is not None else "agent",
+            external=config.external if config is not None else True, locations=locations,
+            host=f"{socket.gethostname()}/{os.getpid()}", generation=self.generation),
+            key=f"deployed/{self.generation}/{signature}")
+        self._signatures[name] = signature
+        self.recorded[name] = self.generation
 
     @staticmethod
     def _info(config: DeploymentConfig, location: Any) -> LocationInfo:
@@ -137,3 +179,9 @@ class DeploymentActor(Actor):
                 log.warning("deployment_undeploy_unrecorded", deployment=name, error=str(exc))
         self.up_here.clear()
         await self.deployments.undeploy_all()
+
+
+def _signature(locations: list[LocationInfo]) -> str:
+    """A short digest of what a deployment offers (a new one is recorded when it changes)."""
+    return hashlib.sha1(msgspec.json.encode(sorted(locations, key=lambda loc: loc.name)),
+                        usedforsecurity=False).hexdigest()[:12]

@@ -65,7 +65,7 @@ from streamflow.errors import (
 )
 from streamflow.workflow.graph import ExecuteStep, WorkflowGraph
 
-__all__ = ["GraphProvider", "Worker", "consumer_name"]
+__all__ = ["ConnectorSource", "GraphProvider", "RunHere", "Worker", "consumer_name"]
 
 log = structlog.get_logger("streamflow.worker")
 
@@ -338,7 +338,7 @@ class Worker:
         connector = await self.deployments.get_connector(task.deployment)
         if connector is None:
             raise DeploymentError(f"no deployment named {task.deployment!r} in this process", retryable=False)
-        if task.deployment == LOCAL_DEPLOYMENT:
+        if task.deployment == LOCAL_DEPLOYMENT or isinstance(self.deployments, RunHere):
             return connector, LOCAL_LOCATION
         key = (task.deployment, task.location)
         location = self._locations.get(key)
@@ -460,6 +460,20 @@ def _restore_outputs(body: JobCompleted, previous: dict[str, Any]) -> JobComplet
 
 def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:
     return msgspec.structs.replace(body, duration=duration)
+
+
+class RunHere:
+    """The deployments of an agent's workers: whatever deployment it serves, jobs run on this
+    machine (the agent runs *at* the deployment), through the local connector."""
+
+    def __init__(self) -> None:
+        from streamflow.connectors.local import LocalConnector
+
+        self.connector: Connector = LocalConnector(LOCAL_DEPLOYMENT, os.getcwd())
+        self.configs: dict[str, Any] = {}
+
+    async def get_connector(self, deployment_name: str) -> Connector | None:
+        return self.connector
 
 
 class _LocalOnly:

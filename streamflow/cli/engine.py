@@ -9,6 +9,7 @@ local executor workers, and wait for the run's final event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -34,6 +35,7 @@ from actors.scheduler import LocationCapacity, SchedulerActor, local_capacity
 from actors.step import make_step_actor
 from actors.supervisor import RunSupervisor, RunWatcher
 from actors.worker import Worker
+from events.agents import ANNOUNCE_EVERY, agents_bucket, list_agents
 from events.lease import Lease, acquire_lease
 from events.log import EventLog, run_subject, valid_id
 from events.projections import RunSummary
@@ -41,6 +43,7 @@ from events.schema import (
     JobCompleted,
     JobRequested,
     JobReused,
+    LocationInfo,
     RunCompleted,
     RunFailed,
     RunResumed,
@@ -204,7 +207,7 @@ def prepare(workflow: str, job: str | None, *, cwd: str | None = None) -> Prepar
         UnsupportedRequirementError: the document needs an unsupported feature (exit 33).
     """
     from streamflow.cwl.inputs import fill_and_validate_inputs
-    from streamflow.cwl.loader import load_document, load_job
+    from streamflow.cwl.loader import load_document, load_job, split_document
     from streamflow.cwl.tool import check_requirements_supported
     from streamflow.cwl.translator import JOB_REQUIREMENTS, root_requirements, translate
     from streamflow.cwl.utils import bus_safe
@@ -223,23 +226,23 @@ def prepare(workflow: str, job: str | None, *, cwd: str | None = None) -> Prepar
     if job_order.get(JOB_REQUIREMENTS):
         inputs[JOB_REQUIREMENTS] = job_order[JOB_REQUIREMENTS]
     inputs = bus_safe(inputs)
-    name = Path(workflow.split("#")[0]).stem
+    local, fragment = split_document(workflow)  # a '#' may be part of the file's name
+    name = Path(local).stem
     graph = translate(process, cwl_version=loaded.cwl_version, name=name, job_order=inputs)
-    digest = hashlib.sha256(Path(workflow.split("#")[0]).read_bytes()).hexdigest()
-    return PreparedRun(name=name, workflow=str(Path(workflow.split("#")[0]).resolve()) + (
-        "#" + workflow.split("#", 1)[1] if "#" in workflow else ""), job=str(Path(job).resolve()) if job else None,
-        inputs=inputs, graph=graph, digest=digest)
+    digest = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+    return PreparedRun(name=name, workflow=str(Path(local).resolve()) + (f"#{fragment}" if fragment else ""),
+                       job=str(Path(job).resolve()) if job else None, inputs=inputs, graph=graph, digest=digest)
 
 
 def prepare_rerun(submitted: RunSubmitted) -> PreparedRun:
     """Prepare a rerun of a recorded run: same document, same recorded inputs."""
-    from streamflow.cwl.loader import load_document
+    from streamflow.cwl.loader import load_document, split_document
     from streamflow.cwl.translator import translate
 
     loaded = load_document(submitted.workflow)
     graph = translate(loaded.process, cwl_version=loaded.cwl_version, name=submitted.name,
                       job_order=submitted.inputs)
-    path = Path(submitted.workflow.split("#")[0])
+    path = Path(split_document(submitted.workflow)[0])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return PreparedRun(name=submitted.name, workflow=submitted.workflow, job=submitted.job,
                        inputs=dict(submitted.inputs), graph=graph, digest=digest)
@@ -317,9 +320,14 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         actors.append(SchedulerActor(ctx, locations, policy=_policy(config_run)))
     if "data-manager" in hosted:
         actors.append(DataManagerActor(ctx, data=DefaultDataManager(deployments=manager)))
-        if declared:
-            deployer = DeploymentActor(ctx, manager)
-            actors.append(deployer)
+        here = local_capacity()
+        deployer = DeploymentActor(ctx, manager, local=LocationInfo(
+            name=here.name, hostname=here.hostname, local=True, cores=here.cores, memory=here.memory)
+            if workers > 0 else None)
+        actors.append(deployer)
+        with contextlib.suppress(Exception):  # announcements are optional: agents may not exist
+            await agents_bucket(log_.js, create=True)
+            deployer.agents_changed(await list_agents(log_.js))
     if "failure-manager" in hosted:
         actors.append(FailureManagerActor(ctx, retry))
     watcher = RunWatcher(ctx, done)
@@ -333,6 +341,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     for held in ([lease] if lease is not None else []) + list(extra_leases or []):
         background.append(functools.partial(held.keep_alive, done))
+    if deployer is not None:
+        background.append(functools.partial(_watch_agents, log_, deployer, done))
     if progress:
         from streamflow.cli.progress import watch_progress
 
@@ -394,6 +404,19 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     if isinstance(final, RunFailed):
         return RunResult(run_id, "FAILED", error=final.error, error_type=final.error_type)
     return RunResult(run_id, "CANCELLED", error=getattr(final, "reason", None))
+
+
+async def _watch_agents(log_: EventLog, deployer: DeploymentActor, done: asyncio.Event) -> None:
+    """Tell the deployment actor which agents are live, every few seconds, until the run ends."""
+    while not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), ANNOUNCE_EVERY)
+        if done.is_set():
+            return
+        try:
+            deployer.agents_changed(await list_agents(log_.js))
+        except Exception as exc:  # the bus is busy or gone: the next round tries again
+            log.debug("agents_unreadable", error=str(exc))
 
 
 def _policy(config_run: ConfigRun | None) -> Policy:

@@ -191,3 +191,38 @@ async def test_agent_rejects_invalid_ack_wait(tmp_path: Path, agent_env: dict[st
         assert "STREAMFLOW_ACK_WAIT" in agent.stderr_path.read_text()
     finally:
         agent.stop()
+
+
+async def test_agents_announce_their_capacity_and_the_run_records_it(
+        tmp_path: Path, private_server: EmbeddedServer, agent_env: dict[str, str]) -> None:
+    """A ``--workers 0`` run sizes ``__LOCAL__`` from the agents that serve it, not from the submitter."""
+    from events.agents import agents_bucket, list_agents
+    from events.schema import DeploymentDeployed
+
+    await _setup_streams(private_server)
+    nc = await connect(private_server.options())
+    try:
+        await agents_bucket(nc.jetstream(), create=True)  # what a previous run leaves behind
+        agent = AgentProcess.start("pool", agent_env, tmp_path, "--workers", "3")
+        try:
+            await asyncio.to_thread(agent.wait_started)
+            deadline = time.monotonic() + 20
+            while not await list_agents(nc.jetstream()):
+                assert time.monotonic() < deadline, "the agent never announced itself"
+                await asyncio.sleep(0.2)
+            [announced] = await list_agents(nc.jetstream())
+            assert (announced.deployment, announced.name, announced.workers) == ("__LOCAL__", "pool", 3)
+            workflow, job = write_scatter_workflow(tmp_path / "wf", 6, delay=0.05)
+            outputs = await _finish(_run(tmp_path, agent_env, workflow, job, "sized"), tmp_path, "sized")
+            assert outputs["squares"] == [n * n for n in range(6)]
+            deployed = [r.body for r in await _records(private_server, "sized")
+                        if isinstance(r.body, DeploymentDeployed)]
+            assert [(d.deployment, [(loc.name, loc.slots, loc.cores) for loc in d.locations]) for d in deployed] \
+                == [("__LOCAL__", [("pool", 3, 3.0)])]
+            agent.signal(signal.SIGTERM)
+            assert await _exit_code(agent) == 0
+            assert await list_agents(nc.jetstream()) == []  # it withdrew its announcement
+        finally:
+            agent.stop()
+    finally:
+        await nc.close()

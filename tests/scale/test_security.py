@@ -218,7 +218,9 @@ AGENT_PERMISSIONS = """\
       "$JS.ACK.SF_TASKS.workers-__LOCAL__.>",
       "$JS.API.STREAM.MSG.GET.SF_EVENTS",
       "$JS.API.DIRECT.GET.SF_EVENTS.>",
-      "sf.ev.*.job.*"
+      "sf.ev.*.job.*",
+      "$JS.API.STREAM.INFO.KV_sf_agents",
+      "$KV.sf_agents.__LOCAL__.>"
     ]
   }
   subscribe: { allow: ["_INBOX.>"] }

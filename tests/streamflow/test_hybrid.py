@@ -173,3 +173,40 @@ def test_remote_jobs_cannot_read_local_paths(site: dict[str, Any]) -> None:
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == ""
     assert any(local.iterdir())
+
+
+HOSTS_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  ShellCommandRequirement: {}
+inputs: []
+arguments: [{shellQuote: false, valueFrom: 'echo "$STREAMFLOW_HOSTS" > hosts.txt'}]
+outputs:
+  hosts: {type: File, outputBinding: {glob: hosts.txt}}
+"""
+
+
+def test_co_allocated_job_gets_both_nodes_in_streamflow_hosts(site: dict[str, Any],
+                                                               nats_server: EmbeddedServer) -> None:
+    """``locations: 2``: one job holds two SSH locations at once and sees their host names."""
+    local: Path = site["local"]
+    info: SshdInfo = site["sshd"]
+    (local / "hosts.cwl").write_text(HOSTS_TOOL)
+    yaml = YAML()
+    config = {
+        "version": "v1.0",
+        "workflows": {"pair": {"type": "cwl", "config": {"file": "hosts.cwl"},
+                               "bindings": [{"step": "/", "target": {"deployment": "pair", "locations": 2}}]}},
+        "deployments": {"pair": {"type": "ssh", "workdir": str(site["remote"] / "pair"),
+                                 "config": info.connector_config(nodes=["127.0.0.1", "localhost"])}},
+    }
+    with (local / "pair.yml").open("w") as handle:
+        yaml.dump(config, handle)
+    env = cli_env(local, nats_server)
+    result = run_cli(["run", "--outdir", str(local / "out-pair"), str(local / "pair.yml")], env, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    hosts = Path(json.loads(result.stdout)["hosts"]["path"]).read_text().strip()
+    assert sorted(hosts.split(",")) == ["127.0.0.1", "localhost"]
+    scheduled = [_body(e) for e in _events(_run_id(result.stderr), env) if _type(e) == "JobScheduled"]
+    assert sorted(scheduled[0]["locations"]) == ["127.0.0.1", "localhost"]

@@ -33,12 +33,14 @@ import socket
 import sys
 from typing import Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
 
 from actors import worker as worker_module
-from actors.worker import Worker
+from actors.worker import RunHere, Worker
+from events.agents import ANNOUNCE_EVERY, AgentInfo, agent_key, agents_bucket
 from events.log import EVENTS_STREAM, TASKS_STREAM, EventLog
 from streamflow.errors import BusError
 from streamflow.workflow.graph import WorkflowGraph
@@ -206,21 +208,58 @@ class Agent:
                 async def _graphs(run_id: str) -> WorkflowGraph:
                     return await load_graph(log_, run_id)
 
+                here = RunHere()
                 self._pool = [
                     Worker(log_, deployment, _graphs, workdir=self.workdir, concurrency=self.workers,
-                           name=self.name, ack_wait=self.ack_wait, shared_fs=self.shared_fs)
+                           name=self.name, ack_wait=self.ack_wait, shared_fs=self.shared_fs, deployments=here)
                     for deployment in self.deployments
                 ]
                 log.info("agent_started", deployments=self.deployments, workers=self.workers,
                          workdir=self.workdir, ack_wait=self.ack_wait, servers=[_redact(u) for u in self.bus.servers] or "embedded")
+                announcing = asyncio.create_task(self._announce(log_))
                 try:
                     forced = await self._run_pool()
                 except ExceptionGroup as group:  # a worker died (bus gone...): its tasks get redelivered
                     log.error("agent_crashed", errors=[repr(e) for e in group.exceptions])
                     return EXIT_FORCED
+                finally:
+                    announcing.cancel()
+                    with contextlib.suppress(BaseException):
+                        await announcing
+                    await self._withdraw(log_)
                 completed = sum(w.completed for w in self._pool)
                 log.info("agent_stopped", completed=completed, forced=forced)
                 return EXIT_FORCED if forced else EXIT_OK
+
+    def _announcements(self) -> list[AgentInfo]:
+        from actors.scheduler import local_capacity
+
+        here = local_capacity()
+        return [AgentInfo(deployment=deployment, name=self.name, hostname=socket.gethostname(), cores=here.cores,
+                          memory=here.memory, workers=self.workers, shared_fs=self.shared_fs)
+                for deployment in self.deployments]
+
+    async def _announce(self, log_: EventLog) -> None:
+        """Keep this agent's announcements fresh (``events/agents.py``) until cancelled."""
+        warned = False
+        while True:
+            try:
+                bucket = await agents_bucket(log_.js)
+                if bucket is not None:
+                    for info in self._announcements():
+                        await bucket.put(agent_key(info.deployment, info.name), msgspec.json.encode(info))
+            except Exception as exc:  # best effort: without the right to announce, jobs still run
+                if not warned:
+                    log.warning("agent_announce_failed", error=str(exc))
+                    warned = True
+            await asyncio.sleep(ANNOUNCE_EVERY)
+
+    async def _withdraw(self, log_: EventLog) -> None:
+        with contextlib.suppress(Exception):
+            bucket = await agents_bucket(log_.js)
+            if bucket is not None:
+                for info in self._announcements():
+                    await bucket.delete(agent_key(info.deployment, info.name))
 
     async def _wait_for_streams(self, log_: EventLog) -> bool:
         """Wait until the log's streams exist (a run creates them); False if stopped first."""

@@ -1,0 +1,82 @@
+"""The DefaultScheduler: targets in order, room from its bookkeeping, the policy's choice, co-allocation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streamflow.core.scheduling import Hardware
+from streamflow.core.workflow import Job, Status
+from streamflow.scheduling.scheduler import DefaultScheduler, LocationCapacity, targets_of
+
+
+def _job(name: str, inputs: dict[str, object] | None = None) -> Job:
+    return Job(name=name, run_id="r1", step="/s", tag="0", inputs=inputs or {})
+
+
+def _nodes(deployment: str, *names: str, cores: float = 2.0, slots: int = 0) -> list[LocationCapacity]:
+    return [LocationCapacity(deployment, name, cores, 1024.0, f"{name}.example.org", slots) for name in names]
+
+
+async def test_a_job_waits_until_a_location_has_room_then_gets_it() -> None:
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("hpc", _nodes("hpc", "n1", cores=2))
+    first = await scheduler.schedule(_job("a"), targets_of(["hpc"], None, 1), Hardware(cores=2))
+    assert [loc.name for loc in first.locations] == ["n1"]
+    waiting = asyncio.create_task(scheduler.schedule(_job("b"), targets_of(["hpc"], None, 1), Hardware(cores=1)))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await scheduler.notify_status("a", Status.COMPLETED)
+    second = await asyncio.wait_for(waiting, 1)
+    assert [loc.name for loc in second.locations] == ["n1"]
+
+
+async def test_targets_are_tried_in_order() -> None:
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("big", _nodes("big", "b1", cores=1))
+    scheduler.record_locations("small", _nodes("small", "s1", cores=1))
+    targets = targets_of(["big", "small"], None, 1)
+    one = await scheduler.schedule(_job("a"), targets, Hardware(cores=1))
+    two = await scheduler.schedule(_job("b"), targets, Hardware(cores=1))
+    assert (one.target.deployment.name, two.target.deployment.name) == ("big", "small")
+
+
+async def test_data_locality_prefers_the_location_holding_the_inputs() -> None:
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("nodes", _nodes("nodes", "n1", "n2"))
+    scheduler.record_data("/data/big.bin", "nodes", "n2", 10_000)
+    job = _job("a", {"x": {"class": "File", "path": "/data/big.bin"}})
+    allocation = await scheduler.schedule(job, targets_of(["nodes"], None, 1), Hardware(cores=1))
+    assert [loc.name for loc in allocation.locations] == ["n2"]
+
+
+async def test_co_allocation_takes_distinct_locations_with_their_hostnames() -> None:
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("mpi", _nodes("mpi", "n1", "n2", "n3"))
+    allocation = await scheduler.schedule(_job("a"), targets_of(["mpi"], "openmpi", 2), Hardware(cores=2))
+    names = [loc.name for loc in allocation.locations]
+    assert len(set(names)) == 2
+    assert all(loc.hostname == f"{loc.name}.example.org" for loc in allocation.locations)
+    # The third node alone cannot take a second 2-location job.
+    waiting = asyncio.create_task(scheduler.schedule(_job("b"), targets_of(["mpi"], None, 2), Hardware(cores=2)))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await scheduler.notify_status("a", Status.COMPLETED)
+    assert len((await asyncio.wait_for(waiting, 1)).locations) == 2
+
+
+async def test_slots_limit_jobs_per_location_and_unknown_targets_wait() -> None:
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("queue", _nodes("queue", "q", cores=64, slots=1))
+    await scheduler.schedule(_job("a"), targets_of(["queue"], None, 1), Hardware(cores=1))
+    blocked = asyncio.create_task(scheduler.schedule(_job("b"), targets_of(["queue"], None, 1), Hardware(cores=1)))
+    later = asyncio.create_task(scheduler.schedule(_job("c"), targets_of(["cloud"], None, 1), Hardware(cores=1)))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and not later.done()
+    scheduler.record_locations("cloud", _nodes("cloud", "vm1"))
+    await scheduler.dispatch()
+    assert (await asyncio.wait_for(later, 1)).target.deployment.name == "cloud"
+    await scheduler.close()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
