@@ -44,6 +44,7 @@ __all__ = [
     "BusOptions",
     "EmbeddedServer",
     "connect",
+    "disk_problem",
     "find_server_binary",
     "open_bus",
     "streamflow_home",
@@ -57,6 +58,30 @@ def streamflow_home() -> Path:
     home = Path(os.environ.get("STREAMFLOW_HOME") or Path.home() / ".streamflow")
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
+
+
+LOW_DISK_BYTES = 8 * 1024 * 1024
+"""Below this much free space the disk holding the store counts as full (an event may be 4 MiB)."""
+
+
+def disk_problem(home: Path | None = None) -> str | None:
+    """Say so when the disk holding ``$STREAMFLOW_HOME`` (the embedded server's store) is full.
+
+    A full disk shows through the bus as unrelated errors (acknowledgements that never come,
+    "service unavailable" from JetStream); the commands add this to their error message.
+
+    Returns:
+        A sentence naming the directory and its free space, or None when space is not short.
+    """
+    where = home or Path(os.environ.get("STREAMFLOW_HOME") or Path.home() / ".streamflow")
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError:
+        return None
+    if usage.free >= LOW_DISK_BYTES:
+        return None
+    return (f"the disk holding {where} is full ({usage.free // 1024} KiB free of {usage.total // (1024 * 1024)} MiB): "
+            "the embedded server cannot store events; free some space and try again")
 
 
 def find_server_binary() -> str:
@@ -371,31 +396,77 @@ def _shared_server_info(home: Path) -> tuple[BusOptions, int]:
     """Find the shared embedded server of ``home``, starting it if none is alive."""
     nats_dir = home / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(nats_dir / "server.lock"):
+        return _find_or_start(nats_dir)
+
+
+def _join_shared_server(home: Path) -> tuple[BusOptions, int, int]:
+    """Find (or start) the shared server of ``home`` and register this client with it.
+
+    The registration is a shared ``flock`` on ``nats/clients.lock``, taken before the
+    server lock is released and kept until :func:`_maybe_stop_shared`: a process leaving
+    the server cannot take it for unused while another one is between finding it and
+    connecting (that window made a parallel ``streamflow list`` fail now and then with
+    "JetStream is not available" or "connection refused"). The kernel drops the lock of a
+    process that dies, so a killed client never keeps the server up.
+
+    Returns:
+        The connection options, the server's pid and the registration's file descriptor.
+    """
+    nats_dir = home / "nats"
+    nats_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(nats_dir / "server.lock"):
+        try:
+            options, pid = _find_or_start(nats_dir)
+        except OSError as exc:
+            raise BusError(f"cannot start the embedded server under {home}: {exc}"
+                           + (f"; {problem}" if (problem := disk_problem(home)) else "")) from exc
+        registration = os.open(nats_dir / "clients.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(registration, fcntl.LOCK_SH)
+        return options, pid, registration
+
+
+def _registered_clients(nats_dir: Path) -> bool:
+    """Whether any process holds a registration on the shared server (call under the server lock)."""
+    try:
+        fd = os.open(nats_dir / "clients.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False
+
+
+def _find_or_start(nats_dir: Path) -> tuple[BusOptions, int]:
+    """The body of :func:`_shared_server_info` (call under the server lock)."""
     info_file = nats_dir / "server.json"
     conf = nats_dir / "jetstream.conf"  # what EmbeddedServer.start writes for the store "jetstream"
-    with _locked(nats_dir / "server.lock"):
-        previous: dict[str, Any] = {}
-        if info_file.exists():
-            try:
-                info = json.loads(info_file.read_text())
-                pid = int(info["pid"])
-                if _pid_alive(pid) and _is_our_server(pid, conf, info.get("start_time")):
-                    if _answers(int(info["port"])):
-                        return BusOptions(servers=[info["url"]], token=info["token"]), pid
-                    # Alive but deaf for several seconds: stop it before another server
-                    # opens the same store (two servers on one store would corrupt it).
-                    _stop_pid(pid)
-                previous = {"port": int(info["port"]), "token": str(info["token"])}
-            except (OSError, ValueError, KeyError):
-                pass
-        server = _restart_or_start(nats_dir / "jetstream", previous)
-        assert server.process is not None
-        pid = server.process.pid
-        fd = os.open(info_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token,
-                       "start_time": _start_time(pid)}, handle)
-        return server.options(), pid
+    previous: dict[str, Any] = {}
+    if info_file.exists():
+        try:
+            info = json.loads(info_file.read_text())
+            pid = int(info["pid"])
+            if _pid_alive(pid) and _is_our_server(pid, conf, info.get("start_time")):
+                if _answers(int(info["port"])):
+                    return BusOptions(servers=[info["url"]], token=info["token"]), pid
+                # Alive but deaf for several seconds: stop it before another server
+                # opens the same store (two servers on one store would corrupt it).
+                _stop_pid(pid)
+            previous = {"port": int(info["port"]), "token": str(info["token"])}
+        except (OSError, ValueError, KeyError):
+            pass
+    server = _restart_or_start(nats_dir / "jetstream", previous)
+    assert server.process is not None
+    pid = server.process.pid
+    fd = os.open(info_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": pid, "port": server.port, "url": server.url, "token": server.token,
+                   "start_time": _start_time(pid)}, handle)
+    return server.options(), pid
 
 
 def _restart_or_start(store: Path, previous: dict[str, Any]) -> EmbeddedServer:
@@ -463,27 +534,48 @@ async def open_bus(options: BusOptions | None = None) -> AsyncIterator[NATS]:
                 await nc.drain()
         return
     home = streamflow_home()
-    server_options, pid = await asyncio.to_thread(_shared_server_info, home)
-    server_options.name = options.name
-    nc = await connect(server_options)
-
-    async def _presence(msg: Any) -> None:
-        await msg.respond(b"here")
-
-    # Other processes probe "sf.presence" before stopping the shared server.
-    await nc.subscribe("sf.presence", cb=_presence)
+    # Joining runs in a thread: if this task is cancelled meanwhile (Ctrl-C, SIGTERM), the
+    # join still completes, and what it started or registered is released below.
+    join = asyncio.ensure_future(asyncio.to_thread(_join_shared_server, home))
     try:
-        yield nc
-    finally:
+        server_options, pid, registration = await asyncio.shield(join)
+    except asyncio.CancelledError:
         with contextlib.suppress(Exception):
-            await nc.drain()
-        await asyncio.to_thread(_maybe_stop_shared, home, pid)
+            _, pid, registration = await join
+            await asyncio.to_thread(_maybe_stop_shared, home, pid, registration)
+        raise
+    try:
+        server_options.name = options.name
+        nc = await connect(server_options)
+
+        async def _presence(msg: Any) -> None:
+            await msg.respond(b"here")
+
+        try:
+            # Other processes probe "sf.presence" before stopping the shared server (clients
+            # that joined by URL, e.g. agents, hold no registration).
+            await nc.subscribe("sf.presence", cb=_presence)
+            yield nc
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+    finally:
+        await asyncio.to_thread(_maybe_stop_shared, home, pid, registration)
 
 
-def _maybe_stop_shared(home: Path, pid: int) -> None:
-    """Stop the shared server if no other client is connected to it."""
+def _maybe_stop_shared(home: Path, pid: int, registration: int | None = None) -> None:
+    """Stop the shared server if no other client uses it.
+
+    Args:
+        home: the StreamFlow home.
+        pid: the server this client used.
+        registration: this client's registration (see :func:`_join_shared_server`); it is
+            released here, under the server lock.
+    """
     nats_dir = home / "nats"
     with _locked(nats_dir / "server.lock"):
+        if registration is not None:
+            os.close(registration)  # drops this client's shared lock
         try:
             info = json.loads((nats_dir / "server.json").read_text())
         except (OSError, ValueError):
@@ -492,7 +584,7 @@ def _maybe_stop_shared(home: Path, pid: int) -> None:
             return
         if not _is_our_server(pid, nats_dir / "jetstream.conf", info.get("start_time")):
             return  # a pid reused by another process: never signal what we cannot prove is ours
-        if _other_clients(info):
+        if _registered_clients(nats_dir) or _other_clients(info):
             return
         _stop_pid(pid)
         with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+import nats.js.errors
 import structlog
 
 from streamflow import __version__
@@ -123,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("run_id", metavar="RUN_ID", nargs="?", type=run_id_arg)
     events.add_argument("--all", action="store_true", help="every run's events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--follow", "-f", action="store_true",
+                        help="keep printing new events; for a RUN_ID, until the run's final event")
+    events.add_argument("--forever", action="store_true",
+                        help="with --follow: keep following after the run ends (a resume, other runs with --all)")
     events.add_argument("--type", action="append", dest="types", metavar="T", help="only events of this type")
     events.add_argument("--step", help="only events of this step (id or name)")
     events.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this run sequence")
@@ -162,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(quiet=getattr(args, "quiet", False), debug=getattr(args, "debug", False))
+    from streamflow.cli.guards import terminate_like_interrupt
+
+    terminate_like_interrupt()
     try:
         func = getattr(args, "func", None)
         if func is not None:
@@ -182,13 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"StreamFlow version {__version__}")
             return EXIT_OK
     except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
+        return _interrupted()
     except RunNotFoundError as exc:
         _err(str(exc))
         return EXIT_INVALID
-    except BusError as exc:
-        _err(f"bus error: {exc}")
+    except (BusError, nats.errors.Error, nats.js.errors.Error) as exc:
+        _err(f"bus error: {_bus_error_text(exc, args)}")
         return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_INVALID
@@ -235,11 +243,36 @@ def cwl_runner_main(argv: Sequence[str] | None = None, *, runner: RunnerContext 
     """
     args = build_runner_parser().parse_args(argv)
     configure_logging(quiet=args.quiet, debug=args.debug)
+    if runner is None:
+        from streamflow.cli.guards import terminate_like_interrupt
+
+        terminate_like_interrupt()
     try:
         return _cmd_run(args, runner_style=True, runner=runner)
     except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    """Exit code (and message) of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
+    from streamflow.cli.guards import EXIT_TERMINATED, terminated
+
+    if terminated():
+        _err("terminated")
+        return EXIT_TERMINATED
+    _err("interrupted")
+    return 130
+
+
+def _bus_error_text(exc: BaseException, args: argparse.Namespace) -> str:
+    """A bus error's text, naming the full disk under ``$STREAMFLOW_HOME`` when it is the cause."""
+    from streamflow.cli.guards import bus_error_message
+
+    try:
+        embedded = not bus_options(args).servers
+    except AttributeError:  # a command without bus options
+        embedded = not os.environ.get("STREAMFLOW_NATS_URL")
+    return bus_error_message(exc, embedded=embedded)
 
 
 def _resolve_paths(args: argparse.Namespace, cwd: str, tmpdir: str | None) -> None:
@@ -326,6 +359,15 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
     except StreamFlowError as exc:
         _err(str(exc))
         return EXIT_INVALID
+    except RecursionError:
+        from streamflow.cli.guards import MAX_VALUE_DEPTH
+
+        _err(f"the job's values are nested too deeply to be read (more than {MAX_VALUE_DEPTH} levels are refused)")
+        return EXIT_INVALID
+    problem = _check_up_front(args, prepared, workflow)
+    if problem is not None:
+        _err(problem)
+        return EXIT_INVALID
     if args.validate:
         print(json.dumps({"valid": True, "steps": len(prepared.graph.steps), "ports": len(prepared.graph.ports)}))
         return EXIT_OK
@@ -389,7 +431,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
             if attempt < attempts and str(exc).startswith(_BUS_NOT_READY):
                 time.sleep(0.2 * attempt)
                 continue
-            _err(f"bus error: {exc}")
+            _err(f"bus error: {_bus_error_text(exc, args)}")
             return EXIT_FAILED
     if result.status == "COMPLETED":
         from streamflow.cwl.utils import restore_big_numbers
@@ -401,6 +443,28 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         return EXIT_UNSUPPORTED
     _err(f"run {result.run_id} {result.status}: {result.error}")
     return EXIT_FAILED
+
+
+def _check_up_front(args: argparse.Namespace, prepared: Any, workflow: str) -> str | None:
+    """What must be refused before anything is recorded (exit 2): an unusable ``--outdir``,
+    job values nested too deeply or integers beyond what their declared type holds."""
+    from streamflow.cli.guards import check_job_values, check_outdir, declared_types, has_big_numbers
+
+    if not args.validate and not getattr(args, "print_dot", False):
+        problem = check_outdir(args.outdir)
+        if problem is not None:
+            return problem
+    declared: dict[str, Any] = {}
+    if has_big_numbers(prepared.inputs):  # rare: only then are the declared types needed
+        from streamflow.cwl.loader import load_document
+
+        with contextlib.suppress(Exception):
+            declared = declared_types(load_document(workflow).process)
+    try:
+        check_job_values(prepared.inputs, declared)
+    except StreamFlowError as exc:
+        return str(exc)
+    return None
 
 
 def _leaf_errors(group: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -472,21 +536,52 @@ async def _cmd_events(args: argparse.Namespace) -> int:
                 if not step_ids:
                     _err(f"events: run {args.run_id} has no step {args.step!r}")
                     return EXIT_INVALID
+        until_end = bool(args.follow and not args.forever and not args.all)
+        if args.follow and not args.all and not args.forever and not await log_.exists(args.run_id):
+            raise RunNotFoundError(f"no run {args.run_id!r} in the event log (--forever waits for it)")
         source = log_.read_all(follow=args.follow) if args.all else log_.read(args.run_id, follow=args.follow)
         types = set(args.types or [])
-        async for record in source:
+
+        def _show(record: Any) -> None:
             if record.seq and record.seq <= args.since:
-                continue
+                return
             if types and type(record.body).__struct_config__.tag not in types:
-                continue
+                return
             if step_ids and not _touches_step(record, step_ids):
-                continue
+                return
             if args.json:
                 sys.stdout.write(json.dumps(record_to_json(record), default=str) + "\n")
             else:
                 sys.stdout.write(_format_human(record) + "\n")
             sys.stdout.flush()
+
+        ended_at, count = 0, 0
+        async for record in source:
+            count = record.seq or count + 1
+            _show(record)
+            if until_end and await _is_final(log_, record):
+                ended_at = record.stream_seq
+                break
+        if ended_at:
+            # What was appended after the final event (undeployments...) up to now.
+            import dataclasses
+
+            async for record in log_.read(args.run_id, from_stream_seq=ended_at + 1):
+                count += 1
+                _show(dataclasses.replace(record, seq=count))
     return EXIT_OK
+
+
+async def _is_final(log_: Any, record: Any) -> bool:
+    """Whether ``record`` ends its run: a RunCompleted/Failed/Cancelled that is the last
+    event of the run's lifecycle (a cancelled run that was resumed goes on)."""
+    from events.log import run_subject
+    from events.schema import RunCancelled, RunCompleted, RunFailed
+
+    if not isinstance(record.body, RunCompleted | RunFailed | RunCancelled):
+        return False
+    last = await log_.last(run_subject(record.envelope.run_id, "wf"))
+    return last is not None and int(last[0]) == record.stream_seq
 
 
 def _touches_step(record: Any, step_ids: set[str]) -> bool:
@@ -500,17 +595,14 @@ def _touches_step(record: Any, step_ids: set[str]) -> bool:
 
 
 async def _summaries(log_: Any) -> list[Any]:
-    """Every run's summary, folded from the runs' lifecycle events in one pass."""
-    from events.projections import RunSummary
+    """Every run's summary (lifecycle only), through the ``Database`` interface."""
+    from streamflow.persistence.eventlog import EventLogDatabase
 
-    summaries: dict[str, RunSummary] = {}
-    async for record in log_.read_all(subject_filter="sf.ev.*.wf"):
-        run_id = record.envelope.run_id
-        summary = summaries.get(run_id)
-        if summary is None:
-            summary = summaries[run_id] = RunSummary(run_id=run_id)
-        summary.apply(record)
-    return list(summaries.values())
+    database = EventLogDatabase(log=log_, rebuild_graphs=False)
+    try:
+        return await database.get_run_summaries()
+    finally:
+        await database.close()
 
 
 async def _cmd_list(args: argparse.Namespace) -> int:
@@ -535,16 +627,9 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    from events.log import EventLog
-    from events.projections import RunSummary
-    from streamflow.bus import open_bus
+    from streamflow.cli.commands.report import read_summary
 
-    async with open_bus(bus_options(args)) as nc:
-        log_ = EventLog(nc)
-        await log_.setup()
-        summary = RunSummary(run_id=args.run_id)
-        async for record in log_.read(args.run_id):
-            summary.apply(record)
+    summary = await read_summary(args, args.run_id)
     data = summary.to_dict()
     if args.json:
         print(json.dumps(data, default=str))
@@ -555,7 +640,8 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(f"duration: {summary.duration:.2f}s")
     jobs = data["jobs"]
     print(f"steps:    {data['steps_terminated']}/{data['steps']} terminated")
-    print(f"jobs:     {jobs['completed']} completed, {jobs['failed']} failed attempts, "
+    reused = f" ({jobs['reused']} reused)" if jobs["reused"] else ""
+    print(f"jobs:     {jobs['completed']} completed{reused}, {jobs['failed']} failed attempts, "
           f"{jobs['retried']} retried, {jobs['abandoned']} abandoned of {jobs['requested']}")
     print(f"events:   {summary.events}")
     if summary.error:

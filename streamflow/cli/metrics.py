@@ -6,7 +6,8 @@ registry (never the process-global one):
 - ``streamflow_events_total{type}``: events seen on the log, by event type;
 - ``streamflow_log_messages``: messages stored in the event stream (from stream info);
 - ``streamflow_jobs{state}``: jobs by state (waiting, running, completed, failed) over
-  every run in the log;
+  every run in the log, as each run's projection (:class:`events.projections.RunSummary`)
+  has them (a reused job is completed, a rolled-back one waits again);
 - ``streamflow_runs{status}``: runs by status (SUBMITTED, RUNNING, COMPLETED, FAILED,
   CANCELLED);
 - ``streamflow_bus_rtt_seconds``: the bus round-trip time, measured every
@@ -31,21 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from events.codec import event_type
 from events.log import EVENTS_STREAM
-from events.schema import (
-    JobAbandoned,
-    JobCancelled,
-    JobCompleted,
-    JobFailed,
-    JobRequested,
-    JobRetryScheduled,
-    JobStarted,
-    RunCancelled,
-    RunCompleted,
-    RunFailed,
-    RunResumed,
-    RunStarted,
-    RunSubmitted,
-)
+from events.projections import JOB_STATES, RUN_STATUSES, RunSummary
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -56,8 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["JOB_STATES", "RUN_STATUSES", "MetricsExporter", "serve_metrics"]
 
-JOB_STATES = ("waiting", "running", "completed", "failed")
-RUN_STATUSES = ("SUBMITTED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 class MetricsExporter:
@@ -92,6 +77,7 @@ class MetricsExporter:
             self.runs.labels(status).set(0)
         self._job_state: dict[tuple[str, str], str] = {}
         self._run_status: dict[str, str] = {}
+        self._summaries: dict[str, RunSummary] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -107,39 +93,22 @@ class MetricsExporter:
         gauge.labels(new).inc()
 
     def apply(self, record: Record) -> None:
-        """Fold one event into the metrics."""
+        """Fold one event into the metrics (job and run states come from the run's projection)."""
         body = record.body
         run_id = record.envelope.run_id
         self.events.labels(event_type(body)).inc()
         if record.time:
             self.last_event.set(record.time)
+        summary = self._summaries.get(run_id)
+        if summary is None:
+            summary = self._summaries[run_id] = RunSummary(run_id=run_id)
+        summary.apply(record)
+        if summary.status in RUN_STATUSES:
+            self._move(self._run_status, self.runs, run_id, summary.status)
         job = getattr(body, "job", None)
-        if isinstance(body, RunSubmitted):
-            self._move(self._run_status, self.runs, run_id, "SUBMITTED")
-        elif isinstance(body, RunStarted | RunResumed):
-            self._move(self._run_status, self.runs, run_id, "RUNNING")
-        elif isinstance(body, RunCompleted):
-            self._move(self._run_status, self.runs, run_id, "COMPLETED")
-        elif isinstance(body, RunFailed):
-            self._move(self._run_status, self.runs, run_id, "FAILED")
-        elif isinstance(body, RunCancelled):
-            self._move(self._run_status, self.runs, run_id, "CANCELLED")
-        elif isinstance(job, str):
-            state = self._job_transition(body)
-            if state is not None:
-                self._move(self._job_state, self.jobs, (run_id, job), state)
-
-    @staticmethod
-    def _job_transition(body: Any) -> str | None:
-        if isinstance(body, JobRequested | JobRetryScheduled):
-            return "waiting"
-        if isinstance(body, JobStarted):
-            return "running"
-        if isinstance(body, JobCompleted):
-            return "completed"
-        if isinstance(body, JobFailed | JobAbandoned | JobCancelled):
-            return "failed"
-        return None
+        info = summary.jobs.get(job) if isinstance(job, str) else None
+        if info is not None:
+            self._move(self._job_state, self.jobs, (run_id, info.job), info.state)
 
     def snapshot(self) -> dict[str, Any]:
         """The current values (for tests and debugging)."""

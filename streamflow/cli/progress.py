@@ -5,8 +5,9 @@
 second, until told to stop or the run ends. When the console is not a terminal it shows
 nothing at all: logs and the output object stay clean for pipes and CI.
 
-:class:`ProgressState` is the fold behind it (pure, no I/O), so the same events always
-give the same picture.
+:class:`ProgressState` presents the run's one projection
+(:class:`events.projections.RunSummary`, pure, no I/O), so the same events always give the
+same picture, and the same one as ``streamflow status`` and ``report``.
 """
 
 from __future__ import annotations
@@ -22,23 +23,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from events.schema import (
-    JobAbandoned,
-    JobCancelled,
-    JobCompleted,
-    JobFailed,
-    JobRequested,
-    JobRetryScheduled,
-    JobStarted,
-    RunCancelled,
-    RunCompleted,
-    RunFailed,
-    RunResumed,
-    RunStarted,
-    RunSubmitted,
-    StepFailed,
-    StepTerminated,
-)
+from events.projections import TERMINAL, RunSummary
+from events.schema import StepFailed, StepTerminated
 
 if TYPE_CHECKING:
     from events.log import EventLog, Record
@@ -46,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["JOB_STATES", "ProgressState", "StepProgress", "watch_progress"]
 
 JOB_STATES = ("waiting", "running", "done", "failed")
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+_SHOWN = {"waiting": "waiting", "running": "running", "completed": "done", "failed": "failed"}
 
 
 @dataclass
@@ -72,73 +58,65 @@ class StepProgress:
 
 @dataclass
 class ProgressState:
-    """What the progress view shows, folded from a run's events.
+    """What the progress view shows: the run's one projection, grouped by step.
+
+    Job state is folded by :class:`events.projections.RunSummary` (a reused job is done, a
+    rolled-back one waits again); this class only presents it.
 
     Attributes:
         run_id: the run.
-        name: the workflow name.
-        status: the run's status.
-        submitted_at: submission time (seconds since the epoch).
-        ended_at: end time, once ended.
-        step_names: step id -> name.
-        steps: step id -> progress, for the steps that asked for jobs.
+        summary: the run's projection.
     """
 
     run_id: str
-    name: str = ""
-    status: str = "SUBMITTED"
-    submitted_at: float | None = None
-    ended_at: float | None = None
-    step_names: dict[str, str] = field(default_factory=dict)
-    steps: dict[str, StepProgress] = field(default_factory=dict)
+    summary: RunSummary = field(init=False)
+    _step_status: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = RunSummary(run_id=self.run_id)
+
+    @property
+    def name(self) -> str:
+        """The workflow name."""
+        return self.summary.name
+
+    @property
+    def status(self) -> str:
+        """The run's status (SUBMITTED until it starts)."""
+        return "SUBMITTED" if self.summary.status == "UNKNOWN" else self.summary.status
 
     @property
     def finished(self) -> bool:
         """Whether the run has ended."""
         return self.status in TERMINAL
 
-    def _set(self, job: str, state: str) -> None:
-        step_id = job.split("-", 1)[0]
-        step = self.steps.get(step_id)
-        if step is None:
-            step = self.steps[step_id] = StepProgress(step_id, self.step_names.get(step_id, step_id))
-        step.jobs[job] = state
+    @property
+    def steps(self) -> dict[str, StepProgress]:
+        """Step id -> progress, for the steps that have jobs."""
+        steps: dict[str, StepProgress] = {}
+        for info in self.summary.jobs.values():
+            step = steps.get(info.step)
+            if step is None:
+                step = steps[info.step] = StepProgress(
+                    info.step, self.summary.steps.get(info.step, info.step),
+                    status=self._step_status.get(info.step, "RUNNING"))
+            step.jobs[info.job] = _SHOWN[info.state]
+        return steps
 
     def apply(self, record: Record) -> None:
         """Fold one event."""
+        self.summary.apply(record)
         body = record.body
-        when = record.time or record.envelope.occurred_at / 1e9
-        if isinstance(body, RunSubmitted):
-            self.name, self.submitted_at = body.name, when
-            self.step_names = dict(body.steps)
-            for step in self.steps.values():
-                step.name = self.step_names.get(step.step, step.step)
-        elif isinstance(body, RunStarted | RunResumed):
-            self.status, self.ended_at = "RUNNING", None
-        elif isinstance(body, RunCompleted | RunFailed | RunCancelled):
-            self.status = {RunCompleted: "COMPLETED", RunFailed: "FAILED"}.get(type(body), "CANCELLED")
-            self.ended_at = when
-        elif isinstance(body, JobRequested):
-            self.steps.setdefault(body.step, StepProgress(body.step, self.step_names.get(body.step, body.step)))
-            self._set(body.job, "waiting")
-        elif isinstance(body, JobStarted):
-            self._set(body.job, "running")
-        elif isinstance(body, JobCompleted):
-            self._set(body.job, "done")
-        elif isinstance(body, JobFailed | JobAbandoned | JobCancelled):
-            self._set(body.job, "failed")
-        elif isinstance(body, JobRetryScheduled):
-            self._set(body.job, "waiting")
-        elif isinstance(body, StepTerminated | StepFailed) and record.agg_id in self.steps:
-            status = body.status if isinstance(body, StepTerminated) else "FAILED"
-            self.steps[record.agg_id].status = status
+        if isinstance(body, StepTerminated | StepFailed) and record.agg_id:
+            self._step_status[record.agg_id] = body.status if isinstance(body, StepTerminated) else "FAILED"
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since submission (until the end, once ended)."""
-        if self.submitted_at is None:
+        if not self.summary.submitted_at:
             return 0.0
-        end = self.ended_at if self.ended_at is not None else (now if now is not None else time.time())
-        return max(0.0, end - self.submitted_at)
+        ended = self.summary.ended_at if self.finished else None
+        end = ended if ended is not None else (now if now is not None else time.time())
+        return max(0.0, end - self.summary.submitted_at)
 
     def totals(self) -> dict[str, int]:
         """Jobs by state over every step."""
@@ -151,9 +129,10 @@ class ProgressState:
         for state, style in zip(JOB_STATES, ("yellow", "cyan", "green", "red"), strict=True):
             table.add_column(state, justify="right", style=style)
         table.add_column("status")
-        for step in self.steps.values():
+        steps = self.steps
+        for step in steps.values():
             table.add_row(step.name, *(str(step.count(s)) for s in JOB_STATES), step.status.lower())
-        totals = self.totals()
+        totals = {state: sum(s.count(state) for s in steps.values()) for state in JOB_STATES}
         table.add_row(Text("total", style="bold"), *(str(totals[s]) for s in JOB_STATES), "", end_section=True)
         header = Text.assemble(
             ("run ", "dim"), (self.run_id, "bold"), f" ({self.name}) ",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from streamflow.core.context import SchemaEntity
 
 if TYPE_CHECKING:
+    from events.projections import RunSummary
     from streamflow.core.context import StreamFlowContext
 
 __all__ = ["Database", "DependencyType", "PersistentId", "Row"]
@@ -211,6 +212,23 @@ class Database(SchemaEntity):
     @abstractmethod
     async def get_workflows_list(self, name: str | None) -> list[Row]:
         """Return a summary per workflow name, or one row per run of ``name`` if given."""
+
+    # --- the read model of runs ---------------------------------------------------------------
+
+    async def get_run_summary(self, run_id: str) -> RunSummary:
+        """Return the read model of a run (status, steps, jobs and their attempts, transfers).
+
+        Every view of a run (``streamflow status``, ``report``, ``prov``, metrics, progress)
+        reads this one projection, :class:`events.projections.RunSummary`.
+
+        Raises:
+            RunNotFoundError: the run is unknown.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not serve run summaries")
+
+    async def get_run_summaries(self) -> list[RunSummary]:
+        """Return every run's lifecycle (status, name, times; no job detail), in submission order."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve run summaries")
 
     # --- update -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ Read side (projections folded from ``SF_EVENTS``)
     * **step** / **port** = the entries of ``RunSubmitted.steps`` / ``.ports``. Their ids
       are derived deterministically: ``(workflow id << 20) | (index + 1)``, the index being
       the entry's position in ``RunSubmitted`` (steps and ports are separate id spaces).
-      Statuses come from ``StepStarted``/``JobRequested``/``StepFailed``/``StepTerminated``
+      Statuses come from ``JobRequested``/``StepFailed``/``StepTerminated``
       and ``TokenEmitted``/``PortTerminated``.
     * **step↔port dependencies** come from the run's dataflow graph, rebuilt by the
       (deterministic) translation of the document named in ``RunSubmitted``, as every actor
@@ -22,8 +22,11 @@ Read side (projections folded from ``SF_EVENTS``)
       computed from; they are mapped to stream sequences (:meth:`get_dependees`,
       :meth:`get_dependers`).
     * **execution** = one attempt of a job: its id is the stream sequence of its
-      ``JobStarted``; ``JobCompleted``/``JobFailed``/``JobCancelled`` give status, end time
-      and exit code. :meth:`get_reports` lists them per run as start/end rows.
+      ``JobStarted``; ``JobCompleted``/``JobFailed`` give status, end time and exit code.
+      :meth:`get_reports` lists them per run as start/end rows.
+    * **run summary** (:meth:`get_run_summary`, :meth:`get_run_summaries`): the one read
+      model of a run's state, :class:`events.projections.RunSummary`, folded along with the
+      rest; ``status``, ``list``, ``report``, ``prov``, metrics and progress read it.
 
     Each run is folded once into an in-memory view and brought up to date incrementally
     (from the last folded stream sequence) before every query; the run lifecycles used by
@@ -68,8 +71,8 @@ from nats.js.kv import KeyValue
 
 from events.codec import decode, enc_hook
 from events.log import EVENTS_STREAM, EventLog, Record, run_subject
+from events.projections import RunSummary
 from events.schema import (
-    JobCancelled,
     JobCompleted,
     JobFailed,
     JobRequested,
@@ -82,13 +85,12 @@ from events.schema import (
     RunStarted,
     RunSubmitted,
     StepFailed,
-    StepStarted,
     StepTerminated,
     TokenEmitted,
 )
 from streamflow.core.persistence import Database, DependencyType, PersistentId, Row
 from streamflow.core.workflow import Status
-from streamflow.errors import EventLogError, StreamFlowError
+from streamflow.errors import EventLogError, RunNotFoundError, StreamFlowError
 
 if TYPE_CHECKING:
     from streamflow.core.context import StreamFlowContext
@@ -197,10 +199,15 @@ class _RunView:
     executions: dict[int, _Execution] = field(default_factory=dict)
     attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    summary: RunSummary = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = RunSummary(run_id=self.run_id)
 
     def apply(self, record: Record) -> None:
         """Fold one event of the run."""
         self.last_seq = record.stream_seq
+        self.summary.apply(record)
         body = record.body
         when = _ns(record)
         if isinstance(body, RunSubmitted):
@@ -212,8 +219,6 @@ class _RunView:
         elif isinstance(body, RunCompleted | RunFailed | RunCancelled):
             self.status = _RUN_END[type(body)]
             self.end = when
-        elif isinstance(body, StepStarted):
-            self.step_status.setdefault(record.agg_id or "", Status.RUNNING)
         elif isinstance(body, JobRequested):
             self.jobs[body.job] = body
             self.step_status.setdefault(body.step, Status.RUNNING)
@@ -234,7 +239,7 @@ class _RunView:
                 worker=body.worker, workdir=body.workdir, start=when,
             )
             self.attempts[(body.job, body.attempt, body.delivery)] = record.stream_seq
-        elif isinstance(body, JobCompleted | JobFailed | JobCancelled):
+        elif isinstance(body, JobCompleted | JobFailed):
             self._job_end(body, when)
 
     def _token(self, record: Record, body: TokenEmitted, when: int) -> None:
@@ -251,24 +256,17 @@ class _RunView:
             if source is not None:
                 self.dependers.setdefault(source, []).append(seq)
 
-    def _job_end(self, body: JobCompleted | JobFailed | JobCancelled, when: int) -> None:
-        delivery = body.delivery if isinstance(body, JobCompleted | JobFailed) else None
-        seq = self.attempts.get((body.job, body.attempt, delivery)) if delivery is not None else None
-        if seq is None:  # JobCancelled names no delivery: the latest delivery of that attempt
-            candidates = [s for (job, attempt, _), s in self.attempts.items()
-                          if job == body.job and attempt == body.attempt]
-            seq = max(candidates, default=None)
+    def _job_end(self, body: JobCompleted | JobFailed, when: int) -> None:
+        seq = self.attempts.get((body.job, body.attempt, body.delivery))
         if seq is None:
             return
         execution = self.executions[seq]
         execution.end = when
         if isinstance(body, JobCompleted):
             execution.status, execution.exit_code = Status.COMPLETED, body.exit_code
-        elif isinstance(body, JobFailed):
+        else:
             execution.status, execution.exit_code = Status.FAILED, body.exit_code
             execution.error = body.error
-        else:
-            execution.status = Status.CANCELLED
 
     def dependees(self, token: _Token) -> list[int]:
         """Stream sequences of the tokens ``token`` was computed from (known to this run)."""
@@ -293,8 +291,11 @@ class _Lifecycle:
     status: Status = Status.WAITING
     start: int | None = None
     end: int | None = None
+    summary: RunSummary | None = None
 
     def apply(self, record: Record) -> None:
+        if self.summary is not None:
+            self.summary.apply(record)
         body = record.body
         if isinstance(body, RunStarted | RunResumed):
             self.status, self.end = Status.RUNNING, None
@@ -463,11 +464,32 @@ class EventLogDatabase(Database):
                 run_id = record.envelope.run_id
                 body = record.body
                 if isinstance(body, RunSubmitted):
-                    self._lifecycles.setdefault(
-                        run_id, _Lifecycle(run_id, record.stream_seq, body, _ns(record)))
+                    if run_id not in self._lifecycles:
+                        summary = RunSummary(run_id=run_id)
+                        summary.apply(record)
+                        self._lifecycles[run_id] = _Lifecycle(run_id, record.stream_seq, body, _ns(record),
+                                                              summary=summary)
                 elif run_id in self._lifecycles:
                     self._lifecycles[run_id].apply(record)
         return sorted(self._lifecycles.values(), key=lambda lc: lc.wf_seq)
+
+    # --- the read model of runs ----------------------------------------------------------------
+
+    async def get_run_summary(self, run_id: str) -> RunSummary:
+        """The run's projection, brought up to date with the log (folded incrementally).
+
+        Raises:
+            RunNotFoundError: the run has no events.
+        """
+        try:
+            view = await self._view(run_id)
+        except KeyError:
+            raise RunNotFoundError(f"no run {run_id!r} in the event log") from None
+        return view.summary
+
+    async def get_run_summaries(self) -> list[RunSummary]:
+        """Every run's lifecycle, folded from ``sf.ev.*.wf`` only, in submission order."""
+        return [lc.summary for lc in await self._lifecycles_now() if lc.summary is not None]
 
     async def _run_of(self, seq: int, what: str) -> tuple[str, str]:
         """Return ``(run id, subject)`` of the event stored at stream sequence ``seq``."""
@@ -818,15 +840,15 @@ class EventLogDatabase(Database):
 
     async def update_step(self, step_id: PersistentId, updates: Mapping[str, Any]) -> PersistentId:
         """Refused: a step's status changes with the Step actor's events."""
-        raise _owned("step statuses", "StepStarted/StepFailed/StepTerminated")
+        raise _owned("step statuses", "JobRequested/StepFailed/StepTerminated")
 
     async def update_port(self, port_id: PersistentId, updates: Mapping[str, Any]) -> PersistentId:
         """Refused: a port changes with the Port actor's events."""
         raise _owned("ports", "TokenEmitted/PortTerminated")
 
     async def update_execution(self, execution_id: PersistentId, updates: Mapping[str, Any]) -> PersistentId:
-        """Refused: an execution ends with ``JobCompleted``/``JobFailed``/``JobCancelled``."""
-        raise _owned("execution statuses", "JobCompleted/JobFailed/JobCancelled")
+        """Refused: an execution ends with ``JobCompleted``/``JobFailed``."""
+        raise _owned("execution statuses", "JobCompleted/JobFailed")
 
     # --- write side: rows in the KV bucket ----------------------------------------------------------
 
