@@ -152,7 +152,8 @@ def apply_bindings(graph: WorkflowGraph, run: ConfigRun) -> None:
             step.targets = list(dict.fromkeys(names))
             step.service = targets[0].service
             step.locations = max(1, targets[0].locations)
-            step.container = _closest(translators, step.name)
+            if step.container != "none":  # --no-container (recorded with the run) wins
+                step.container = _closest(translators, step.name)
 
 
 def _closest(by_path: dict[str, str], step: str) -> str | None:

@@ -142,6 +142,7 @@ class RunOptions:
         task_routes: deployment -> the worker pool whose queue gets its tasks instead (the
             runner daemon's private pool); kept by this process only, not recorded: a
             resumed run queues them for the deployment's own workers again.
+        reusable: finds jobs of earlier runs this run may reuse (``--cachedir``), given the log.
     """
 
     workflow: str
@@ -163,6 +164,7 @@ class RunOptions:
     interrupt: Interrupt | None = None
     task_routes: dict[str, str] | None = None
     config_run: ConfigRun | None = None
+    reusable: Callable[[EventLog], Coroutine[Any, Any, dict[tuple[str, str], ReusableJob]]] | None = None
 
 
 @dataclass
@@ -539,8 +541,10 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
         settings: dict[str, Any] = {"generation": 0}
         if options.task_routes:
             settings["task_routes"] = dict(options.task_routes)
+        if options.reusable is not None:
+            settings["reuse"] = await options.reusable(log_)
         if options.rerun_of:
-            settings["reuse"] = await reuse_index(log_, options.rerun_of)
+            settings["reuse"] = {**settings.get("reuse", {}), **await reuse_index(log_, options.rerun_of)}
         epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
         if not options.shared_fs:
             from streamflow.data.objectstore import publish_paths

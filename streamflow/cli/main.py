@@ -95,10 +95,37 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outdir", default=".", help="where output files are delivered (default: .)")
     parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
     parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
-    parser.add_argument("--validate", action="store_true", help="validate and translate only; do not run")
+    parser.add_argument("--validate", action="store_true",
+                        help="validate and translate only (the inputs too, when JOB is given); do not run")
+    parser.add_argument("--print-dot", "--print-graph", dest="print_dot", action="store_true",
+                        help="print the translated workflow graph in Graphviz DOT and exit; do not run")
     parser.add_argument("--workdir", help="base directory of job working directories (default: $TMPDIR/streamflow-jobs)")
     parser.add_argument("--max-retries", type=int, default=0, help="retries of a failed job (default: 0)")
     parser.add_argument("--retry-delay", type=float, default=0.0, help="seconds before the first retry")
+    cwl = parser.add_argument_group("cwltool compatibility")
+    cwl.add_argument("--no-container", action="store_true",
+                     help="run tools with a DockerRequirement on the host, never in a container (recorded "
+                          "with the run: a resume does the same)")
+    cwl.add_argument("--tmpdir-prefix", metavar="PREFIX",
+                     help="job directories under this prefix's directory (PREFIX ending in / is the "
+                          "directory itself); like --workdir")
+    cwl.add_argument("--tmp-outdir-prefix", metavar="PREFIX",
+                     help="the same as --tmpdir-prefix (a job's output and temporary directories are "
+                          "created together); wins over it")
+    cwl.add_argument("--leave-tmpdir", action="store_true",
+                     help="keep the job directories of a completed run (removed by default; a failed or "
+                          "cancelled run keeps them for rerun/resume)")
+    cwl.add_argument("--leave-outputs", action="store_true",
+                     help="keep the job directories (intermediate outputs) too; final outputs are still "
+                          "delivered to --outdir")
+    cwl.add_argument("--cachedir", metavar="DIR",
+                     help="keep job directories in DIR and reuse the completed jobs of earlier runs made "
+                          "with the same DIR (same step, inputs and tool; outputs still present)")
+    cwl.add_argument("--provenance", metavar="DIR",
+                     help="write the run's Workflow Run RO-Crate into DIR (a path ending in .zip: a zip "
+                          "file), as 'streamflow prov' does")
+    cwl.add_argument("--parallel", action="store_true",
+                     help="accepted for cwltool compatibility: independent jobs always run in parallel")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +313,9 @@ def _resolve_paths(args: argparse.Namespace, cwd: str, tmpdir: str | None) -> No
     args.workflow = _join(args.workflow)
     args.job = _join(args.job)
     args.outdir = _join(args.outdir)
+    for key in ("cachedir", "provenance"):
+        if getattr(args, key, None):
+            setattr(args, key, _join(getattr(args, key)))
     if args.workdir:
         args.workdir = _join(args.workdir)
     elif tmpdir:
@@ -337,6 +367,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
     from actors.failure_manager import RetrySettings
     from streamflow.cli.engine import RunOptions, prepare, submit_and_run
 
+    _cwltool_workdir(args)
     if runner is not None:
         _resolve_paths(args, runner.cwd, runner.tmpdir)
     config_run = None
@@ -347,9 +378,24 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         if is_streamflow_file(workflow):
             config_run = load_config_run(workflow)
             workflow, job = config_run.workflow, job or config_run.job
-        prepared = prepare(workflow, job, cwd=runner.cwd if runner is not None else None)
+        if (args.validate or args.print_dot) and job is None:
+            from streamflow.cwl.runflags import check_document
+
+            prepared = check_document(workflow)  # the document alone: no inputs to check
+        else:
+            prepared = prepare(workflow, job, cwd=runner.cwd if runner is not None else None)
+        if args.no_container:
+            from streamflow.cwl.translator import RUN_CONTAINER
+
+            prepared.inputs[RUN_CONTAINER] = "none"  # recorded: resumes and agents do the same
         if config_run is not None:
             apply_bindings(prepared.graph, config_run)
+        if args.no_container:
+            from streamflow.workflow.graph import ExecuteStep
+
+            for step in prepared.graph.steps.values():
+                if isinstance(step, ExecuteStep):
+                    step.container = "none"
     except UnsupportedRequirementError as exc:
         _err(f"unsupported requirement: {exc}")
         return EXIT_UNSUPPORTED
@@ -368,6 +414,11 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
     if problem is not None:
         _err(problem)
         return EXIT_INVALID
+    if args.print_dot:
+        from streamflow.cwl.graphviz import to_dot
+
+        print(to_dot(prepared.graph))
+        return EXIT_OK
     if args.validate:
         print(json.dumps({"valid": True, "steps": len(prepared.graph.steps), "ports": len(prepared.graph.ports)}))
         return EXIT_OK
@@ -394,6 +445,12 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         # In the runner daemon, the daemon's worker pool runs every run's jobs.
         interrupt=runner.interrupt if runner is not None else None,
     )
+    fingerprints: dict[str, str] = {}
+    if args.cachedir:
+        from streamflow.cwl.runflags import cache_loader, step_fingerprints
+
+        fingerprints = step_fingerprints(prepared.graph)
+        options.reusable = cache_loader(args.cachedir, fingerprints)
     if runner is not None:
         options.workers = 0
         if runner.pool is not None:
@@ -403,6 +460,10 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
             return 130
 
     def _announce(run_id: str) -> None:
+        if args.cachedir:
+            from streamflow.cwl.runflags import record_cached_run
+
+            record_cached_run(args.cachedir, run_id, fingerprints)
         if runner is not None and runner.on_run is not None:
             runner.on_run(run_id)
         if not args.quiet:
@@ -433,6 +494,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
                 continue
             _err(f"bus error: {_bus_error_text(exc, args)}")
             return EXIT_FAILED
+    _after_run(args, result, options.workdir)
     if result.status == "COMPLETED":
         from streamflow.cwl.utils import restore_big_numbers
 
@@ -443,6 +505,34 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         return EXIT_UNSUPPORTED
     _err(f"run {result.run_id} {result.status}: {result.error}")
     return EXIT_FAILED
+
+
+def _cwltool_workdir(args: argparse.Namespace) -> None:
+    """The job directories' base chosen by cwltool's flags (``--cachedir`` first)."""
+    prefix = args.cachedir or args.tmp_outdir_prefix or args.tmpdir_prefix
+    if not prefix or (args.workdir and not args.cachedir):
+        return
+    if prefix == args.cachedir or prefix.endswith("/") or os.path.isdir(prefix):
+        args.workdir = prefix
+    else:  # cwltool makes PREFIX<random>: the directory is PREFIX's
+        args.workdir = os.path.dirname(prefix) or "."
+
+
+def _after_run(args: argparse.Namespace, result: Any, workdir: str | None) -> None:
+    """``--provenance``, then the removal of a completed run's job directories."""
+    from streamflow.cli.engine import _default_workdir
+    from streamflow.cwl.runflags import remove_job_dirs, write_provenance
+
+    if args.provenance:
+        try:
+            where = write_provenance(args, result.run_id, args.provenance)
+        except (OSError, StreamFlowError) as exc:
+            _err(f"--provenance {args.provenance}: cannot write the RO-Crate: {exc}")
+        else:
+            if not args.quiet:
+                print(f"streamflow: provenance (RO-Crate) written to {where}", file=sys.stderr)
+    if result.status == "COMPLETED" and not (args.leave_tmpdir or args.leave_outputs or args.cachedir):
+        remove_job_dirs(workdir or _default_workdir(), result.run_id)
 
 
 def _check_up_front(args: argparse.Namespace, prepared: Any, workflow: str) -> str | None:

@@ -2,9 +2,14 @@
 
 ``STREAMFLOW_CONTAINER_ENGINE`` chooses: ``auto`` (default: ``docker``, else ``podman``,
 whichever is on ``PATH`` and answers ``info``), ``docker``, ``podman`` (that one, if it
-answers) or ``none`` (always on the host). Without an engine the tool runs on the host,
-with the container paths emulated (:mod:`streamflow.cwl.hostpaths`), and a warning is
-logged once per process.
+answers) or ``none`` (always on the host; ``--no-container`` on the command line). Without
+an engine the tool runs on the host, with the container paths emulated
+(:mod:`streamflow.cwl.hostpaths`), and a warning is logged once per process.
+
+With an engine, a ``DockerRequirement`` given as a requirement *or as a hint* runs in a
+container (as cwltool does). The image is made present first (:func:`ensure_image`): when
+it cannot be pulled, a requirement fails the job with a message naming the image and the
+engine, and a hint falls back to the host with a warning.
 
 In a container, paths keep their host names: the job's output and temporary directories
 are mounted read-write at their own paths (and the output directory also at
@@ -29,7 +34,8 @@ import structlog
 
 from streamflow.errors import UnsupportedRequirementError
 
-__all__ = ["container_command", "engine", "image_of", "kill_command", "warn_host_fallback"]
+__all__ = ["ImageUnavailable", "container_command", "engine", "ensure_image", "image_of", "kill_command",
+           "warn_host_fallback"]
 
 log = structlog.get_logger("streamflow.cwl.container")
 
@@ -83,6 +89,48 @@ def warn_host_fallback(tool: str) -> None:
     log.warning("no_container_engine", tool=tool,
                 detail="no container engine answers (STREAMFLOW_CONTAINER_ENGINE=auto looks for docker, then "
                        "podman): tools with a DockerRequirement run on the host")
+
+
+class ImageUnavailable(Exception):
+    """The engine could not pull an image; the message names the image, the engine and why."""
+
+
+_PULL_TIMEOUT = 1800.0  # seconds: a large image over a slow link
+_present: set[tuple[str, str]] = set()  # (engine path, image) known to be present
+
+
+def ensure_image(engine_path: str, image: str) -> None:
+    """Make sure ``image`` is present for the engine, pulling it if needed.
+
+    Raises:
+        ImageUnavailable: it is not present and the pull failed (or timed out).
+    """
+    key = (engine_path, image)
+    with _lock:
+        if key in _present:
+            return
+    name = os.path.basename(engine_path)
+    try:
+        inspect = subprocess.run([engine_path, "image", "inspect", image], capture_output=True, timeout=60,
+                                 check=False)
+        if inspect.returncode != 0:
+            pulled = subprocess.run([engine_path, "pull", image], capture_output=True, timeout=_PULL_TIMEOUT,
+                                    check=False)
+            if pulled.returncode != 0:
+                reason = _last_lines(pulled.stderr or pulled.stdout) or f"exit code {pulled.returncode}"
+                raise ImageUnavailable(f"cannot pull image {image!r} with {name} ({engine_path}): {reason}")
+    except subprocess.TimeoutExpired:
+        raise ImageUnavailable(f"cannot pull image {image!r} with {name} ({engine_path}): "
+                               "timed out") from None
+    except OSError as exc:
+        raise ImageUnavailable(f"cannot pull image {image!r} with {name} ({engine_path}): {exc}") from None
+    with _lock:
+        _present.add(key)
+
+
+def _last_lines(output: bytes, count: int = 3) -> str:
+    lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    return " | ".join(lines[-count:])[:600]
 
 
 def image_of(docker: Mapping[str, Any]) -> str:

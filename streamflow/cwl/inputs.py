@@ -13,6 +13,7 @@ from streamflow.cwl.formats import check_format, document_namespaces, document_s
 from streamflow.cwl.types import FileSlot, SchemaIndex, TypeMismatch, check_value
 from streamflow.cwl.utils import Requirements, plain, shortname, uri_to_path
 from streamflow.errors import InputValidationError
+from streamflow.secrets import conceal, secret_inputs
 
 __all__ = ["fill_and_validate_inputs", "listing_default"]
 
@@ -102,7 +103,9 @@ def fill_and_validate_inputs(
     for slot in slots:
         discover = discover_secondary_files or id(slot) in defaulted
         _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas, discover)
-    return result
+    hidden = secret_inputs(hints, requirements)
+    # Secret inputs (cwltool:Secrets) travel as placeholders; the worker reveals them to the command.
+    return conceal(result, hidden) if hidden else result
 
 
 def _forget_listing(value: dict[str, Any]) -> None:
@@ -116,6 +119,16 @@ def _forget_listing(value: dict[str, Any]) -> None:
     path = str(value.get("path") or (uri_to_path(location) if location.startswith("file:") else ""))
     if "listing" in value and path and os.path.isdir(path):
         del value["listing"]
+
+
+def _load_contents(spec: Mapping[str, Any]) -> bool:
+    """Whether a parameter asks for its File's contents.
+
+    ``inputBinding.loadContents`` is deprecated since v1.1 in favour of the parameter's own
+    ``loadContents``, but still valid in v1.2 documents (v1.0 ones are upgraded).
+    """
+    binding = spec.get("inputBinding")
+    return bool(spec.get("loadContents") or (isinstance(binding, Mapping) and binding.get("loadContents")))
 
 
 def _complete(
@@ -143,7 +156,7 @@ def _complete(
             )
             for sf in value["secondaryFiles"]:
                 fill_object(sf, base_dir="", check=check_files, listing=listing_default(reqs, spec))
-        if value.get("class") == "File" and spec.get("loadContents") and check_files:
+        if value.get("class") == "File" and _load_contents(spec) and check_files:
             value["contents"] = read_contents(value)
     except FileProblem as exc:
         raise InputValidationError(f"input '{slot.where}': {exc}") from None

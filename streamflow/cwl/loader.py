@@ -28,7 +28,7 @@ from schema_salad.utils import yaml_no_ts
 from streamflow.cwl.utils import has_scheme, is_directory, is_file, path_to_uri, plain, uri_to_path
 from streamflow.errors import InputValidationError, UnsupportedRequirementError, WorkflowDefinitionError
 
-__all__ = ["SUPPORTED_VERSIONS", "LoadedDocument", "load_document", "load_job"]
+__all__ = ["SUPPORTED_VERSIONS", "LoadedDocument", "load_document", "load_job", "split_document"]
 
 SUPPORTED_VERSIONS = ("v1.0", "v1.1", "v1.2")
 """The ``cwlVersion`` values this loader accepts."""
@@ -57,8 +57,11 @@ class LoadedDocument:
     schemas: list[str] = field(default_factory=list)
 
 
-def _split(path: str) -> tuple[str, str | None]:
-    """Split a path or URI into an absolute local path and an optional fragment."""
+def split_document(path: str) -> tuple[str, str | None]:
+    """Split a path or URI into an absolute local path and an optional fragment.
+
+    A ``#`` of a local path that exists is part of the file's name, not a fragment.
+    """
     fragment: str | None = None
     if path.startswith("file://"):
         parts = urlsplit(path)
@@ -168,6 +171,7 @@ def _restore_run_references(node: Any) -> None:
 
 
 _session: Any = None
+_fetcher_class: Any = None
 
 
 def _fetcher() -> Any:
@@ -176,14 +180,37 @@ def _fetcher() -> Any:
     Each ``LoadingOptions`` without a fetcher builds its own HTTP session with an on-disk
     cache (importing cachecontrol and filelock); CWL documents are local files. The memory
     cache is per document, so a long-lived process never serves an edited file stale.
+
+    Loading never touches the network unless a document imports a remote URL: the parsers'
+    link check of a reference (a hint's class in another namespace, a ``format`` IRI...)
+    would send an HTTP ``HEAD`` to the namespace's host; remote references are taken as
+    existing instead (only reading one, ``$import`` or ``run`` of a URL, goes out).
     """
-    global _session
+    global _session, _fetcher_class
     import requests
     from schema_salad.fetcher import DefaultFetcher
 
+    if _fetcher_class is None:
+
+        class _OfflineLinkCheck(DefaultFetcher):
+            def check_exists(self, url: str) -> bool:
+                if urlsplit(url).scheme in ("http", "https"):
+                    return True
+                return bool(super().check_exists(url))
+
+        _fetcher_class = _OfflineLinkCheck
     if _session is None:
         _session = requests.Session()
-    return DefaultFetcher({}, _session)
+    return _fetcher_class({}, _session)
+
+
+def _document_uri(path: str) -> str:
+    """The ``file://`` URI the parsers get for a local document.
+
+    Every character but ``/`` is percent-encoded: the parsers read a ``+`` left as it is as a
+    space, and ``#``, ``%``, spaces and non-ASCII letters must not change the path either.
+    """
+    return Path(os.path.abspath(path)).as_uri()
 
 
 def _load_v12(doc: Any, entry: Any, path: str, version: str) -> Any:
@@ -202,9 +229,10 @@ def _load_v12(doc: Any, entry: Any, path: str, version: str) -> Any:
 
 def _upgrade(doc: Any, path: str, fragment: str | None, version: str) -> Any:
     """Validate ``doc`` against its own version, then parse it upgraded to v1.2."""
-    uri = path_to_uri(path)
+    uri = _document_uri(path)
     try:
-        cwl_utils.parser.load_document_by_uri(uri + (f"#{fragment}" if fragment else ""))
+        cwl_utils.parser.load_document_by_uri(uri + (f"#{fragment}" if fragment else ""),
+                                              LoadingOptions(fetcher=_fetcher(), fileuri=uri))
     except ValidationException as exc:
         raise WorkflowDefinitionError(f"{path}: not a valid CWL {version} document:\n{exc}") from exc
     from cwlupgrader.main import upgrade_document
@@ -216,7 +244,7 @@ def _upgrade(doc: Any, path: str, fragment: str | None, version: str) -> Any:
     if upgraded is None:
         raise WorkflowDefinitionError(f"{path}: cannot upgrade cwlVersion {version} to v1.2")
     _restore_run_references(upgraded)
-    options = LoadingOptions(fileuri=uri, baseuri=uri)
+    options = LoadingOptions(fetcher=_fetcher(), fileuri=uri, baseuri=uri)
     return cwl_utils.parser.load_document_by_yaml(upgraded, uri, options, fragment)
 
 
@@ -238,7 +266,7 @@ def load_document(path: str) -> LoadedDocument:
             the message names the file, the line when known and what was expected.
         UnsupportedRequirementError: the document's class or version is not supported.
     """
-    local, fragment = _split(path)
+    local, fragment = split_document(path)
     key = local + ("#" + fragment if fragment else "")
     try:
         mtime = os.stat(local).st_mtime

@@ -233,11 +233,25 @@ def stage_initial_workdir(
                     f"InitialWorkDirRequirement: expected a File, Directory or Dirent, got {element!r}"
                 )
     relocated: dict[str, str] = {}
+    named: dict[str, str] = {}  # target -> the entry name that claimed it
+
+    def claim(target: str, name: str | None, explicit: bool) -> None:
+        # Two entries for one path would silently keep the last one: a staging conflict
+        # (as cwltool and Toil say), when an entryname of the document asked for that path.
+        previous = named.get(target)
+        if previous is not None and (explicit or previous.startswith("entryname ")):
+            label = f"entryname {name!r}" if explicit else repr(name)
+            where = os.path.relpath(target, outdir) if _inside(target, outdir) else target
+            both = f"{label} is listed twice" if label == previous else f"{label} and {previous} are both"
+            raise JobFailedError(f"InitialWorkDirRequirement: staging conflict: {both} for {where!r}")
+        named.setdefault(target, f"entryname {name!r}" if explicit else repr(name))
+
     for name, entry, writable in entries:
         if entry is None:
             continue
         if isinstance(entry, str):
             target = _target(outdir, name, host)
+            claim(target, name, True)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(entry)
@@ -251,6 +265,8 @@ def stage_initial_workdir(
             if "basename" not in obj or not obj["basename"]:
                 fill_object(obj, base_dir=outdir, check=False)
             target = _target(outdir, name or str(obj.get("basename")), host)
+            # (an entryname over a list of Files names no single one of them)
+            claim(target, name or str(obj.get("basename")), name is not None and not isinstance(entry, list))
             original = str(obj.get("location", ""))
             _stage_object(obj, target, writable=writable, inplace=inplace)
             if original and not original.startswith("_:"):
@@ -295,6 +311,11 @@ def _dirent(
     if isinstance(entry, str) and name is None:
         raise JobFailedError("InitialWorkDirRequirement: an entry with literal contents needs an 'entryname'")
     return (str(name) if name is not None else None, entry, writable)
+
+
+def _inside(path: str, root: str) -> bool:
+    root = os.path.normpath(root)
+    return path == root or path.startswith(root + os.sep)
 
 
 def _target(outdir: str, name: str | None, host: HostPaths | None = None) -> str:

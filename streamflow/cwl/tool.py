@@ -21,9 +21,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, wait_exit
 from streamflow.cwl.commandline import build_command_line, join_shell
-from streamflow.cwl.container import container_command, image_of, kill_command, warn_host_fallback
+from streamflow.cwl.container import (
+    ImageUnavailable,
+    container_command,
+    ensure_image,
+    image_of,
+    kill_command,
+    warn_host_fallback,
+)
 from streamflow.cwl.container import engine as container_engine
 from streamflow.cwl.expression import ExpressionEvaluator, has_expression
 from streamflow.cwl.hostpaths import HostPaths
@@ -45,6 +54,8 @@ __all__ = [
     "prepare_job",
     "resolve_requirements",
 ]
+
+log = structlog.get_logger("streamflow.cwl.tool")
 
 RunCommand = Callable[..., Awaitable[int]]
 """``async run(command, *, environment, workdir, stdin, stdout, stderr, timeout) -> exit code``.
@@ -607,6 +618,16 @@ async def execute_process(
             if engine_path is None:
                 warn_host_fallback(str(job._view.get("id") or ""))
             else:
+                image = image_of(job._docker)
+                try:
+                    await asyncio.to_thread(ensure_image, engine_path, image)
+                except ImageUnavailable as exc:
+                    if job._host is not None and job._host.in_container:
+                        raise JobFailedError(f"DockerRequirement: {exc}") from None
+                    # Only a hint: the tool may run on the host (as with --no-container).
+                    log.warning("container_hint_ignored", tool=str(job._view.get("id") or ""), detail=str(exc))
+                    engine_path = None
+            if engine_path is not None:
                 command, name = container_command(
                     engine_path, image_of(job._docker), job.command, outdir=job.workdir,
                     tmpdir=str(job.runtime["tmpdir"]), environment=job.environment, inputs=job._allowed,

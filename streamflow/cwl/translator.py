@@ -24,7 +24,8 @@ from urllib.parse import unquote, urlsplit
 import cwl_utils.parser.cwl_v1_2 as cwl
 
 from streamflow.cwl.tool import resolve_requirements
-from streamflow.cwl.utils import bus_safe, plain, shortname
+from streamflow.cwl.types import SchemaIndex, inline_named
+from streamflow.cwl.utils import Requirements, bus_safe, plain, shortname
 from streamflow.errors import UnsupportedRequirementError, WorkflowDefinitionError
 from streamflow.workflow.graph import (
     ConditionalStep,
@@ -40,7 +41,7 @@ from streamflow.workflow.graph import (
     WorkflowGraph,
 )
 
-__all__ = ["JOB_REQUIREMENTS", "LOCAL_TARGET", "root_requirements", "translate"]
+__all__ = ["JOB_REQUIREMENTS", "LOCAL_TARGET", "RUN_CONTAINER", "root_requirements", "translate"]
 
 LOCAL_TARGET = "__LOCAL__"
 """The deployment a step runs on when no binding names another."""
@@ -100,11 +101,23 @@ def translate(
     graph = WorkflowGraph(name=name or _default_name(process))
     translator = _Translator(graph, cwl_version, bindings or (lambda _path: LOCAL_TARGET))
     translator.translate_root(process, job_order or {})
+    container = (job_order or {}).get(RUN_CONTAINER)
+    if isinstance(container, str):
+        for step in graph.steps.values():
+            if isinstance(step, ExecuteStep):
+                step.container = container
     return graph
 
 
 JOB_REQUIREMENTS = "cwl:requirements"
 """The job-order key holding extra requirements for the root process (a list of dicts)."""
+
+RUN_CONTAINER = "streamflow:container"
+"""The recorded-inputs key holding the run's container choice (``none`` for ``--no-container``).
+
+Like :data:`JOB_REQUIREMENTS`, it stays in the run's recorded inputs so that every host
+rebuilding the graph (resume, agents, the runner daemon's pool) runs the tools the same way.
+"""
 
 
 def root_requirements(process: Any, job_order: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
@@ -203,10 +216,13 @@ class _Translator:
         else:
             wanted = [shortname(o.id) for o in process.outputs]
             outputs = dict(self._execute(process, "/", "/", sources, wanted, requirements, hints))
+        # The final output check has only the types: give it SchemaDefRequirement's definitions.
+        schema_index = SchemaIndex(Requirements(requirements, hints),
+                                   [{"type": plain(p.type_)} for p in [*process.inputs, *process.outputs]])
         for param in process.outputs:
             output_name = shortname(param.id)
             self.graph.outputs[output_name] = self._materialise(outputs[output_name], f"/{output_name}")
-            self.graph.output_types[output_name] = plain(param.type_)
+            self.graph.output_types[output_name] = inline_named(plain(param.type_), schema_index)
 
     # -- process kinds ------------------------------------------------------------------
 
@@ -646,6 +662,11 @@ class _Translator:
             )
         if len(sources) > 1 and merge is None:
             merge = "merge_nested"
+        elif len(sources) == 1 and merge is None and pick is not None:
+            # pickValue on a single source: a list value is picked from as it is (a scattered
+            # conditional step's output), any other value as a one-element list. Flattening
+            # one source does exactly that.
+            merge = "merge_flattened"
         plain_single = len(sources) == 1 and merge is None and pick is None
         if plain_single and not has_default and not force:
             return sources[0]

@@ -13,7 +13,9 @@ from typing import Any
 
 from streamflow.cwl.utils import Requirements, describe_value, shortname
 
-__all__ = ["FileSlot", "SchemaIndex", "TypeMismatch", "check_value", "type_name"]
+__all__ = [
+    "BUILTIN_TYPES", "FileSlot", "SchemaIndex", "TypeMismatch", "check_value", "decidable", "inline_named", "type_name",
+]
 
 
 class TypeMismatch(Exception):
@@ -71,7 +73,73 @@ class SchemaIndex:
             for name, definition in self.named.items():
                 if name.split("#", 1)[-1] == short:
                     return definition
+            # A name used inside an embedded process is scoped by the parser to that
+            # process (``#step/item``, ``#step/run/item``): the type is the enclosing scope's.
+            scope = short.split("/")
+            while len(scope) > 1:
+                del scope[-2]
+                wanted = "/".join(scope)
+                for name, definition in self.named.items():
+                    if name.split("#", 1)[-1] == wanted:
+                        return definition
         return t
+
+
+BUILTIN_TYPES = frozenset(
+    {"null", "boolean", "int", "long", "float", "double", "string", "File", "Directory", "Any"}
+    | {"stdin", "stdout", "stderr"}
+)
+"""The CWL type names that need no definition."""
+
+
+def inline_named(t: Any, index: SchemaIndex, _seen: frozenset[str] = frozenset()) -> Any:
+    """Return ``t`` with every named type replaced by its definition (recursively).
+
+    A name that cannot be resolved, or that refers to itself (a recursive record), stays a
+    name: :func:`decidable` then tells that the type cannot be checked on its own.
+    """
+    if isinstance(t, list):
+        return [inline_named(item, index, _seen) for item in t]
+    if isinstance(t, str):
+        if t in BUILTIN_TYPES or t in _seen:
+            return t
+        definition = index.resolve(t)
+        if definition is t:
+            return t
+        return inline_named(definition, index, _seen | {t})
+    if isinstance(t, Mapping):
+        result = dict(t)
+        if "items" in result:
+            result["items"] = inline_named(result["items"], index, _seen)
+        if isinstance(result.get("fields"), list):
+            result["fields"] = [
+                {**f, "type": inline_named(f.get("type"), index, _seen)} if isinstance(f, Mapping) else f
+                for f in result["fields"]
+            ]
+        if isinstance(result.get("type"), list | Mapping) or (
+            isinstance(result.get("type"), str) and result["type"] not in ("record", "enum", "array")
+        ):
+            result["type"] = inline_named(result["type"], index, _seen)
+        return result
+    return t
+
+
+def decidable(t: Any) -> bool:
+    """Whether a (inlined) type names nothing but built-in types and inline definitions."""
+    if isinstance(t, list):
+        return all(decidable(item) for item in t)
+    if isinstance(t, str):
+        return t in BUILTIN_TYPES or t in ("record", "enum", "array")
+    if isinstance(t, Mapping):
+        kind = t.get("type")
+        if kind == "array":
+            return decidable(t.get("items"))
+        if kind == "record":
+            return all(decidable(f.get("type")) for f in t.get("fields") or [] if isinstance(f, Mapping))
+        if kind == "enum":
+            return True
+        return decidable(kind)
+    return False
 
 
 def enum_symbols(t: Mapping[str, Any]) -> list[str]:
