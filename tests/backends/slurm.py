@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends._process import gone as _gone
+
 __all__ = ["ETC_SLURM_CONF", "SlurmInfo", "slurm", "slurm_skip_reason", "start_slurm", "stop_slurm"]
 
 ETC_SLURM_CONF = "/etc/slurm/slurm.conf"
@@ -116,21 +118,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state == "Z"
 
 
 def _read_pid(path: str) -> int | None:

@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from tests.backends._process import gone as _gone
+
 __all__ = ["SSHD", "SshdInfo", "sshd", "sshd_skip_reason", "start_sshd", "stop_sshd"]
 
 SSHD = "/usr/sbin/sshd"
@@ -128,21 +130,6 @@ def _listening(port: int) -> bool:
             return sock.recv(4).startswith(b"SSH-")
         except OSError:
             return False
-
-
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state == "Z"
 
 
 def start_sshd(
