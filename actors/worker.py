@@ -360,6 +360,7 @@ class Worker:
 
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
         from streamflow.cwl.utils import bus_safe
+        from streamflow.secrets import revealing_command
 
         job, attempt = task.job, task.attempt
         try:
@@ -391,7 +392,7 @@ class Worker:
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
                 cwl_version=step.cwl_version, container=step.container if location.local else "none",
-                run=command)
+                run=revealing_command(command))  # secret inputs: the values, for the command only
             outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
             if not self.shared_fs:
                 await publish_paths(self.log.js, outputs)

@@ -244,6 +244,13 @@ def _additional_type(value: Any) -> str:
     return "DataType"
 
 
+def _has_secrets(inputs: Any) -> bool:
+    """Whether recorded inputs hold secret placeholders (``cwltool:Secrets``)."""
+    from streamflow.secrets import PLACEHOLDER
+
+    return PLACEHOLDER.search(json.dumps(inputs, default=str)) is not None
+
+
 def build_crate(run_id: str, records: list[Record]) -> Any:
     """Build the Workflow Run RO-Crate of a run from its records (returns a ``rocrate.ROCrate``)."""
     from rocrate.rocrate import ROCrate  # type: ignore[import-untyped]
@@ -369,8 +376,16 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
         "description": f"The event log of run {run_id}, in log order.",
     })
     if submitted and submitted.job and Path(submitted.job).is_file():
-        crate.add_file(Path(submitted.job), dest_path=f"inputs/{Path(submitted.job).name}",
-                       properties={"name": "Job (inputs) document", "encodingFormat": "application/yaml"})
+        if _has_secrets(submitted.inputs):
+            # The document holds secret values in clear: the crate gets the inputs as recorded
+            # (secrets as placeholders) instead.
+            crate.add_file(io.StringIO(json.dumps(submitted.inputs, indent=2, sort_keys=True, default=str)),
+                           dest_path=f"inputs/{Path(submitted.job).stem}.redacted.json",
+                           properties={"name": "Job (inputs) document, secret inputs redacted",
+                                       "encodingFormat": "application/json"})
+        else:
+            crate.add_file(Path(submitted.job), dest_path=f"inputs/{Path(submitted.job).name}",
+                           properties={"name": "Job (inputs) document", "encodingFormat": "application/yaml"})
 
     root = crate.root_dataset
     root["name"] = f"StreamFlow run {run_id} of {summary.name or workflow_path.name}"
