@@ -12,7 +12,7 @@ fold of its own events plus ``DeploymentDeployed``. It is the only writer of
   is reported (``InputsLost``) before the job is queued rather than by a confusing tool error.
 * On any other location, each input that has no copy there yet is transferred through the
   connectors (from this machine, or from another location holding it) into
-  ``<workdir>/<run>/data/<digest>/<name>`` on the location, its checksum checked there, and
+  ``<workdir>/<run>/data/<digest of its directory>/<name>`` on the location, its checksum checked there, and
   the copy recorded as ``DataTransferred`` (bytes, checksum, seconds), so a resumed run never
   moves it again; ``InputsStaged`` then carries the path of every input on the location and
   the bytes moved. The outputs of a job that ran there stay there (its output directory is
@@ -297,9 +297,11 @@ class DataManagerActor(Actor):
         if source is None:
             raise _Lost([path])
         destination = await self._resolve(deployment, name)
-        digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:16]
-        dst = posixpath.join(self.remote[(deployment, name)], self.ctx.run_id, "data", digest,
-                             posixpath.basename(path.rstrip("/")) or "root")
+        # Files of one directory here land in one directory there: a primary file and its
+        # secondary files (siblings, found by name patterns) stay side by side.
+        parent, base = posixpath.split(path.rstrip("/") or "/")
+        digest = hashlib.sha1(parent.encode(), usedforsecurity=False).hexdigest()[:16]
+        dst = posixpath.join(self.remote[(deployment, name)], self.ctx.run_id, "data", digest, base or "root")
         src_location = (LOCAL_LOCATION if source.deployment == LOCAL_DEPLOYMENT
                         else await self._resolve(source.deployment, source.name))
         begin = time.monotonic()
@@ -317,7 +319,8 @@ class DataManagerActor(Actor):
             job=job, path=path, deployment=deployment, location=name, dst_path=dst,
             src_deployment=source.deployment, src_location=source.name, src_path=source.path,
             kind=str(obj.get("class") or "File"), bytes=size, checksum=checksum if isinstance(checksum, str) else None,
-            seconds=round(time.monotonic() - begin, 6)), key=f"xfer/{deployment}/{name}/{digest}")
+            seconds=round(time.monotonic() - begin, 6)),
+            key=f"xfer/{deployment}/{name}/{hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:16]}")
         log.info("data_transferred", job=job, path=path, deployment=deployment, location=name, bytes=size)
         return dst, size
 

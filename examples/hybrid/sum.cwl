@@ -1,14 +1,9 @@
 cwlVersion: v1.2
 class: CommandLineTool
 doc: Sum the word counts (column 2 of every count file).
-requirements:
-  ShellCommandRequirement: {}
+baseCommand: [awk, '{ s += $2 } END { print s }']
 inputs:
-  counts: {type: 'File[]', inputBinding: {position: 2}}
-arguments:
-  - {position: 1, shellQuote: false, valueFrom: "awk '{ s += $2 } END { print s }'"}
-  - {position: 3, shellQuote: false, valueFrom: "> total.txt"}
+  counts: {type: 'File[]', inputBinding: {position: 1}}
+stdout: total.txt
 outputs:
-  total:
-    type: File
-    outputBinding: {glob: total.txt}
+  total: stdout

@@ -210,3 +210,54 @@ def test_co_allocated_job_gets_both_nodes_in_streamflow_hosts(site: dict[str, An
     assert sorted(hosts.split(",")) == ["127.0.0.1", "localhost"]
     scheduled = [_body(e) for e in _events(_run_id(result.stderr), env) if _type(e) == "JobScheduled"]
     assert sorted(scheduled[0]["locations"]) == ["127.0.0.1", "localhost"]
+
+
+TREE_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  InlineJavascriptRequirement: {}
+inputs:
+  tree: {type: Directory, inputBinding: {position: 1}}
+  indexed:
+    type: File
+    secondaryFiles: [.idx]
+    inputBinding: {position: 2}
+baseCommand: [sh, -c, 'ls "$1" > listing.txt && cat "$2" "$2.idx" > joined.txt && pwd > where.txt', sh]
+stdout: out.txt
+outputs:
+  listing: {type: File, outputBinding: {glob: listing.txt}}
+  joined: {type: File, outputBinding: {glob: joined.txt}}
+  where: {type: File, outputBinding: {glob: where.txt}}
+"""
+
+
+def test_remote_job_gets_directories_and_secondary_files(site: dict[str, Any],
+                                                         nats_server: EmbeddedServer) -> None:
+    """A Directory input and a File with a secondary file reach an SSH location that cannot see them here."""
+    local: Path = site["local"]
+    info: SshdInfo = site["sshd"]
+    (local / "tree.cwl").write_text(TREE_TOOL)
+    (local / "tree").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (local / "tree" / name).write_text(name)
+    (local / "data.txt").write_text("data\n")
+    (local / "data.txt.idx").write_text("index\n")
+    (local / "job.yml").write_text("tree: {class: Directory, path: tree}\nindexed: {class: File, path: data.txt}\n")
+    yaml = YAML()
+    config = {
+        "version": "v1.0",
+        "workflows": {"tree": {"type": "cwl", "config": {"file": "tree.cwl", "settings": "job.yml"},
+                               "bindings": [{"step": "/", "target": {"deployment": "box"}}]}},
+        "deployments": {"box": {"type": "ssh", "workdir": str(site["remote"] / "box"),
+                                "config": info.connector_config()}},
+    }
+    with (local / "tree.yml").open("w") as handle:
+        yaml.dump(config, handle)
+    env = cli_env(local, nats_server)
+    result = run_cli(["run", "--outdir", str(local / "out-tree"), str(local / "tree.yml")], env, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = json.loads(result.stdout)
+    assert Path(outputs["listing"]["path"]).read_text().split() == ["a.txt", "b.txt"]
+    assert Path(outputs["joined"]["path"]).read_text() == "data\nindex\n"
+    assert Path(outputs["where"]["path"]).read_text().startswith(str(site["remote"] / "box"))
