@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import socket
 from typing import Any, ClassVar
 
@@ -147,6 +148,21 @@ class DeploymentActor(Actor):
         self._signatures[name] = signature
         self.recorded[name] = self.generation
 
+    async def _clean(self, name: str) -> None:
+        config = self.deployments.configs.get(name)
+        remote = {loc.name for loc in self.offered.get(name, []) if not loc.local}
+        if config is None or not remote:
+            return
+        directory = posixpath.join(default_workdir(config), self.ctx.run_id)
+        try:
+            connector = await self.deployments.get_connector(name)
+            assert connector is not None
+            for available in (await connector.get_available_locations()).values():
+                if available.name in remote:
+                    await connector.run(available.location, ["rm", "-rf", "--", directory], capture_output=True)
+        except Exception as exc:  # leaving scratch data behind is not worth failing the run for
+            log.warning("deployment_clean_failed", deployment=name, directory=directory, error=str(exc))
+
     @staticmethod
     def _info(config: DeploymentConfig, location: Any) -> LocationInfo:
         hardware = location.hardware
@@ -162,9 +178,16 @@ class DeploymentActor(Actor):
         await self.append("deploy", name, DeploymentFailed(deployment=name, error=error, generation=self.generation),
                           key=f"failed/{self.generation}")
 
-    async def undeploy_all(self) -> None:
-        """Tear down (or disconnect from) what this process deployed, recording each."""
+    async def undeploy_all(self, clean: bool = False) -> None:
+        """Tear down (or disconnect from) what this process deployed, recording each.
+
+        Args:
+            clean: first remove the run's directory (``<workdir>/<run>``: its jobs and the data
+                sent there) from every location that does not share this filesystem.
+        """
         for name in reversed(self.up_here):
+            if clean:
+                await self._clean(name)
             error = ""
             try:
                 await self.deployments.undeploy(name)

@@ -164,6 +164,7 @@ class RunOptions:
     interrupt: Interrupt | None = None
     task_routes: dict[str, str] | None = None
     config_run: ConfigRun | None = None
+    clean_remote: bool = True
     reusable: Callable[[EventLog], Coroutine[Any, Any, dict[tuple[str, str], ReusableJob]]] | None = None
 
 
@@ -275,7 +276,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
                       progress: bool = False, metrics_port: int | None = None,
                       groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
                       shared_fs: bool = True, interrupt: Interrupt | None = None,
-                      config_run: ConfigRun | None = None) -> RunResult:
+                      config_run: ConfigRun | None = None, clean_remote: bool = True) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
 
     Args:
@@ -298,6 +299,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         interrupt: lets another thread stop the run as Ctrl-C would.
         config_run: the run's ``streamflow.yml``: its deployments (deployed in this process
             when needed, torn down at the end), their workers, and the scheduling policy.
+        clean_remote: when the run completes, remove its directory from the remote locations
+            this process deployed (``--leave-tmpdir`` keeps it).
 
     Returns:
         How the run ended.
@@ -392,7 +395,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     finally:
         # Tear down what this process deployed (recorded), then anything else it brought up.
         if deployer is not None:
-            await asyncio.shield(deployer.undeploy_all())
+            finished = supervisor.final if "supervisor" in hosted else watcher.final
+            await asyncio.shield(deployer.undeploy_all(clean=clean_remote and isinstance(finished, RunCompleted)))
         await asyncio.shield(manager.close())
         if interrupt is not None:
             interrupt.unbind()
@@ -555,7 +559,7 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
                                  locations=options.locations, progress=options.progress,
                                  metrics_port=options.metrics_port, groups=hosted, extra_leases=extra,
                                  shared_fs=options.shared_fs, interrupt=options.interrupt,
-                                 config_run=options.config_run)
+                                 config_run=options.config_run, clean_remote=options.clean_remote)
 
 
 async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None,

@@ -437,6 +437,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
         bus=bus_options(args), workdir=args.workdir, retry=retry,
         config=config_run.path if config_run else None,
         locations=config_run.locations if config_run else None, config_run=config_run,
+        clean_remote=not (args.leave_tmpdir or args.leave_outputs or args.cachedir),
         progress=(not runner_style and not args.quiet and not getattr(args, "no_progress", False)
                   and sys.stderr.isatty()),
         metrics_port=getattr(args, "metrics_port", None),

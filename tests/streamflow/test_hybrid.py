@@ -133,6 +133,10 @@ def test_hybrid_example_runs_across_local_ssh_and_slurm(site: dict[str, Any], tm
     # The report lists the transfers.
     report = run_cli(["report", run_id, "--format", "json"], env)
     assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["bytes_transferred"] == sum(t["bytes"] for t in transfers)
+    # A completed run leaves no scratch data on the remote sites.
+    assert not (site["remote"] / "nodes" / run_id).exists()
+    assert not (site["remote"] / "hpc" / run_id).exists()
 
 
 def test_hybrid_example_resumes_without_rerunning_or_retransferring(site: dict[str, Any],
