@@ -164,8 +164,8 @@ def test_list_and_status_json_show_the_completed_run(completed_run: CompletedRun
     status = json.loads(result.stdout)
     assert status["run_id"] == completed_run.run_id and status["status"] == "COMPLETED"
     assert status["steps"] == status["steps_terminated"] > 0
-    assert status["jobs"] == {"requested": 2, "started": 2, "completed": 2, "failed": 0, "retried": 0,
-                              "abandoned": 0}
+    assert status["jobs"] == {"requested": 2, "started": 2, "completed": 2, "reused": 0, "failed": 0,
+                              "retried": 0, "rolled_back": 0, "abandoned": 0}
     assert status["events"] == len(_events(completed_run)) and status["error"] is None
 
 
