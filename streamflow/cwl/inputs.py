@@ -13,6 +13,7 @@ from streamflow.cwl.formats import check_format, document_namespaces, document_s
 from streamflow.cwl.types import FileSlot, SchemaIndex, TypeMismatch, check_value
 from streamflow.cwl.utils import Requirements, plain, shortname, uri_to_path
 from streamflow.errors import InputValidationError
+from streamflow.secrets import conceal, secret_inputs
 
 __all__ = ["fill_and_validate_inputs", "listing_default"]
 
@@ -102,7 +103,9 @@ def fill_and_validate_inputs(
     for slot in slots:
         discover = discover_secondary_files or id(slot) in defaulted
         _complete(slot, evaluator, result, reqs, check_files, all_namespaces, schemas, discover)
-    return result
+    hidden = secret_inputs(hints, requirements)
+    # Secret inputs (cwltool:Secrets) travel as placeholders; the worker reveals them to the command.
+    return conceal(result, hidden) if hidden else result
 
 
 def _forget_listing(value: dict[str, Any]) -> None:
