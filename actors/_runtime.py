@@ -17,6 +17,17 @@ events through one ordered consumer and routes each record to the actors interes
 4. *live*: fold each new event, then wake the actors that saw it.
 
 Replay and live use the same consumer, so nothing is missed in between.
+
+Fencing: a host takes the lease of every actor group it hosts and writes the group's
+fence (:func:`events.lease.write_fence`) before starting; :meth:`Actor.append` then sends
+every append of an actor with its group's fence, which the server checks, and an actor
+without a fence in a fenced host cannot append at all. A host whose lease was taken over
+while it was paused therefore writes nothing once it resumes: its first append fails with
+:class:`~streamflow.errors.FencedError` and the host stops.
+
+Snapshots are taken per actor group (one object per group); on start each group's actors
+are restored from their group's snapshot only, and every event after the oldest restored
+point is read again, each actor skipping what its own snapshot already folded.
 """
 
 from __future__ import annotations
@@ -34,8 +45,9 @@ import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 
-from events.log import EventLog, Record
+from events.log import EventLog, Fence, Record
 from events.schema import EventBody
+from streamflow.errors import FencedError
 from streamflow.workflow.graph import WorkflowGraph
 
 __all__ = ["Actor", "ActorHost", "RunContext"]
@@ -56,6 +68,8 @@ class RunContext:
         outdir: where outputs are delivered.
         settings: run settings (failure policy, deployments, ...).
         epoch: this host's fencing epoch for the run.
+        fences: actor group -> the fence its appends carry (empty: an unfenced host, as in
+            tests that drive actors directly).
     """
 
     run_id: str
@@ -66,6 +80,7 @@ class RunContext:
     outdir: str
     settings: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
+    fences: dict[str, Fence] = field(default_factory=dict)
     host: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
 
 
@@ -82,12 +97,20 @@ class Actor(ABC):
     """
 
     SNAPSHOT: ClassVar[dict[str, Any]] = {}
+    #: True for actors that read what they need themselves in :meth:`start` and fold the
+    #: rest idempotently (the run watcher): they do not hold back the start of a restore.
+    SELF_INITIALISING: ClassVar[bool] = False
 
     def __init__(self, ctx: RunContext, address: str) -> None:
         self.ctx = ctx
         self.address = address
         self.replaying = True
         self._wake = asyncio.Event()
+        #: the actor group it belongs to (set by whoever builds the host; its fence guards
+        #: every append of the actor).
+        self.group: str | None = None
+        #: the last stream sequence its restored snapshot folded (0: none).
+        self.restored_seq = 0
 
     @abstractmethod
     def interested(self, record: Record) -> bool:
@@ -119,11 +142,26 @@ class Actor(ABC):
 
     async def append(self, aggregate: str, agg_id: str | None, body: EventBody, *, key: str = "",
                      causation_id: str | None = None, expected_last_seq: int | None = None) -> int:
-        """Append an event written by this actor; returns its stream sequence."""
+        """Append an event written by this actor; returns its stream sequence.
+
+        In a fenced host the append carries the fence of the actor's group instead of
+        ``expected_last_seq`` (the group's lease makes the actor the only writer of its
+        subjects; the fence also refuses it once another process took the lease).
+
+        Raises:
+            FencedError: the group's lease was taken over, or the actor has no fence here.
+        """
+        fence: Fence | None = None
+        if self.ctx.fences:
+            fence = self.ctx.fences.get(self.group or "")
+            if fence is None:
+                raise FencedError(f"{self.address}: actor group {self.group!r} is not leased by this host")
+            expected_last_seq = None
         result = await self.ctx.log.append(
             self.ctx.run_id, aggregate, agg_id, body,
             producer=self.address, key=key, causation_id=causation_id,
-            expected_last_seq=expected_last_seq, epoch=self.ctx.epoch,
+            expected_last_seq=expected_last_seq, epoch=fence.epoch if fence is not None else self.ctx.epoch,
+            fence=fence,
         )
         return result.stream_seq
 
@@ -169,15 +207,24 @@ class ActorHost:
         ctx: the run context.
         actors: the actors to host.
         background: extra coroutines to run in the host's task group (e.g. workers).
+        checkpoints: takes and loads the snapshots of the hosted groups (a
+            :class:`~actors.checkpoint_manager.CheckpointManager`), or None.
+        drain: coroutines that are given ``stop`` and left to finish on their own once it
+            is set (executor workers finishing the jobs they hold), unless ``force`` is set.
+        force: when set, ``drain`` coroutines are cancelled too.
     """
 
     def __init__(self, ctx: RunContext, actors: Iterable[Actor],
                  background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
-                 checkpoints: Any = None) -> None:
+                 checkpoints: Any = None,
+                 drain: Iterable[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
+                 force: asyncio.Event | None = None) -> None:
         self.ctx = ctx
         self.actors = list(actors)
         self.background = list(background)
         self.checkpoints = checkpoints
+        self.drain = list(drain)
+        self.force = force or asyncio.Event()
         self._routes: dict[str, list[Actor]] = {}
         self.last_stream_seq = 0
         self.events_seen = 0
@@ -205,9 +252,18 @@ class ActorHost:
                 reader = tg.create_task(self._pump(tg))
                 for job in self.background:
                     tg.create_task(job())
+                draining = [tg.create_task(job(stop)) for job in self.drain]
                 stopper = tg.create_task(stop.wait())
                 await stopper
                 reader.cancel()
+                if draining:
+                    # Workers stop pulling and finish what they hold (jobs of other runs, which
+                    # their own processes wait for); Ctrl-C twice (``force``) stops them too.
+                    forced = asyncio.ensure_future(self.force.wait())
+                    await asyncio.wait([*draining, forced], return_when=asyncio.FIRST_COMPLETED)
+                    while not forced.done() and not all(d.done() for d in draining):
+                        await asyncio.wait([*draining, forced], return_when=asyncio.FIRST_COMPLETED)
+                    forced.cancel()
                 raise _Stop
         except* _Stop:
             pass
@@ -216,25 +272,42 @@ class ActorHost:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(actor.stop())
 
+    def _groups(self) -> dict[str, list[Actor]]:
+        groups: dict[str, list[Actor]] = {}
+        for actor in self.actors:
+            if actor.group is not None and not actor.SELF_INITIALISING:
+                groups.setdefault(actor.group, []).append(actor)
+        return groups
+
     async def _restore(self) -> int:
-        """Load the latest snapshot into the actors; return the first sequence to read."""
+        """Load each hosted group's snapshot into that group's actors (and only those);
+        return the first sequence to read: right after the oldest restored point, or 1
+        when an actor has no usable snapshot."""
         if self.checkpoints is None:
             return 1
-        snapshot = await self.checkpoints.load()
-        if snapshot is None:
+        groups = self._groups()
+        snapshots = await self.checkpoints.load(set(groups))
+        points: list[tuple[int, int]] = []
+        for group, members in groups.items():
+            snapshot = snapshots.get(group)
+            by_address = {a.address: a for a in members}
+            if snapshot is None or set(snapshot.actors) != set(by_address):
+                return 1  # this group has no usable snapshot: everyone reads from the start
+            points.append((snapshot.last_seq, snapshot.events))
+        if not points or any(a.group is None and not a.SELF_INITIALISING for a in self.actors):
             return 1
-        by_address = {a.address: a for a in self.actors}
-        if set(snapshot.actors) - set(by_address):
-            return 1
-
-        for address, state in snapshot.actors.items():
-            actor = by_address[address]
-            fixed = {name: _restore_keys(value) for name, value in state.items()}
-            actor.restore(fixed)
-        self.events_seen = self._snapshot_at = snapshot.events
-        self.restored_from = snapshot.last_seq
-        log.info("snapshot_restored", run_id=self.ctx.run_id, last_seq=snapshot.last_seq, events=snapshot.events)
-        return int(snapshot.last_seq) + 1
+        for group, members in groups.items():
+            snapshot = snapshots[group]
+            for actor in members:
+                state = snapshot.actors[actor.address]
+                actor.restore({name: _restore_keys(value) for name, value in state.items()})
+                actor.restored_seq = snapshot.last_seq
+        last_seq, events = min(points)
+        self.events_seen = self._snapshot_at = events
+        self.restored_from = last_seq
+        log.info("snapshot_restored", run_id=self.ctx.run_id, last_seq=last_seq, events=events,
+                 groups=sorted(groups))
+        return int(last_seq) + 1
 
     async def _pump(self, tg: asyncio.TaskGroup) -> None:
         log_ = self.ctx.log
@@ -249,6 +322,8 @@ class ActorHost:
             self.events_seen += 1
             seen += 1
             for actor in self._route(record):
+                if record.stream_seq <= actor.restored_seq:
+                    continue  # already in the state its group's snapshot restored
                 actor.apply(record)
                 if not actor.replaying:
                     actor.wake()
@@ -258,8 +333,9 @@ class ActorHost:
                 self._go_live(tg)
             if replayed and self.checkpoints is not None and self.checkpoints.due(self.events_seen - self._snapshot_at):
                 self._snapshot_at = self.events_seen
-                data = self.checkpoints.capture({a.address: a.snapshot() for a in self.actors},
-                                                record.stream_seq, self.events_seen)
+                states = {group: {a.address: a.snapshot() for a in members}
+                          for group, members in self._groups().items()}
+                data = self.checkpoints.capture(states, record.stream_seq, self.events_seen)
                 tg.create_task(self.checkpoints.store(data, record.stream_seq, self.events_seen))
 
     def _go_live(self, tg: asyncio.TaskGroup) -> None:

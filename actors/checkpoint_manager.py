@@ -2,11 +2,13 @@
 
 Every ``every`` events the host hands it the folded state of each of its actors (their
 ``snapshot()``, as of one stream sequence ``S``: the host folds events synchronously, so
-all states stop at the same event). It encodes them with msgspec, stores them in the
-JetStream object store ``sf_snapshots`` under the run id (the latest replaces the
-previous one), then appends ``CheckpointTaken{last_seq: S}`` on ``sf.ev.<run>.ckpt``.
-The log stays complete: snapshots only let a host that resumes the run start folding at
-``S + 1`` instead of the first event.
+all states stop at the same event), grouped by actor group. It encodes one snapshot per
+group, stores it in the JetStream object store ``sf_snapshots`` under ``<run>.<group>``
+(the latest replaces the previous one), then appends ``CheckpointTaken{last_seq: S}`` on
+``sf.ev.<run>.ckpt.<group>``, fenced like the group's other appends: only the group's
+current lease holder snapshots it, and a host restores a group only from that group's
+own snapshot (never another host's groups). The log stays complete: snapshots only let a
+host that resumes the run start folding at ``S + 1`` instead of the first event.
 
 A snapshot is used only if it was written for the same graph (its digest) and the same
 snapshot format; otherwise the host replays from the start.
@@ -25,7 +27,7 @@ import nats.js.errors
 import structlog
 
 from events.codec import enc_hook
-from events.log import EventLog
+from events.log import EventLog, Fence
 from events.schema import CheckpointTaken
 from streamflow.workflow.graph import WorkflowGraph
 
@@ -34,7 +36,7 @@ __all__ = ["SNAPSHOT_BUCKET", "SNAPSHOT_FORMAT", "CheckpointManager", "Snapshot"
 log = structlog.get_logger("streamflow.checkpoint")
 
 SNAPSHOT_BUCKET = "sf_snapshots"
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: one snapshot per actor group
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -47,6 +49,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
         last_seq: the last stream sequence folded into the states.
         events: how many of the run's events that is.
         actors: actor address -> its ``snapshot()``.
+        group: the actor group it covers.
     """
 
     format: int
@@ -55,6 +58,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     last_seq: int
     events: int
     actors: dict[str, dict[str, Any]]
+    group: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
@@ -88,11 +92,14 @@ class CheckpointManager:
         run_id: the run.
         graph: the run's graph.
         every: events between two snapshots (0 disables them).
+        fences: actor group -> the fence of this host's lease on it (empty: unfenced).
     """
 
-    def __init__(self, log_: EventLog, run_id: str, graph: WorkflowGraph, every: int) -> None:
+    def __init__(self, log_: EventLog, run_id: str, graph: WorkflowGraph, every: int,
+                 fences: dict[str, Fence] | None = None) -> None:
         self.log = log_
         self.run_id = run_id
+        self.fences = dict(fences or {})
         self.digest = graph_digest(graph)
         self.every = every
         self._store: Any = None
@@ -112,39 +119,52 @@ class CheckpointManager:
         """Whether a snapshot should be taken now."""
         return self.every > 0 and events_since >= self.every and not self._busy
 
-    def capture(self, states: dict[str, dict[str, Any]], last_seq: int, events: int) -> bytes:
-        """Encode the states (synchronously, so they are consistent as of ``last_seq``)."""
-        snapshot = Snapshot(format=SNAPSHOT_FORMAT, run_id=self.run_id, graph=self.digest, last_seq=last_seq,
-                            events=events, actors={k: _plain(v) for k, v in states.items()})
-        return _encoder.encode(snapshot)
+    def key(self, group: str) -> str:
+        """The object name of a group's snapshot."""
+        return f"{self.run_id}.{group}"
 
-    async def store(self, data: bytes, last_seq: int, events: int) -> None:
-        """Store an encoded snapshot and record ``CheckpointTaken``."""
+    def capture(self, states: dict[str, dict[str, dict[str, Any]]], last_seq: int, events: int) -> dict[str, bytes]:
+        """Encode each group's states (synchronously, so they are consistent as of ``last_seq``)."""
+        return {group: _encoder.encode(Snapshot(format=SNAPSHOT_FORMAT, run_id=self.run_id, graph=self.digest,
+                                                last_seq=last_seq, events=events, group=group,
+                                                actors={k: _plain(v) for k, v in actors.items()}))
+                for group, actors in states.items()}
+
+    async def store(self, data: dict[str, bytes], last_seq: int, events: int) -> None:
+        """Store each group's encoded snapshot and record ``CheckpointTaken`` for it."""
         self._busy = True
         try:
             store = await self._bucket()
-            await store.put(self.run_id, data)
-            await self.log.append(self.run_id, "ckpt", None,
-                                  CheckpointTaken(last_seq=last_seq, key=f"{SNAPSHOT_BUCKET}/{self.run_id}",
-                                                  events=events),
-                                  producer="checkpoint-manager", key=str(last_seq))
+            for group, blob in sorted(data.items()):
+                fence = self.fences.get(group)
+                if self.fences and fence is None:
+                    continue  # not leased here: not ours to snapshot
+                await store.put(self.key(group), blob)
+                await self.log.append(self.run_id, "ckpt", group,
+                                      CheckpointTaken(last_seq=last_seq, key=f"{SNAPSHOT_BUCKET}/{self.key(group)}",
+                                                      events=events),
+                                      producer="checkpoint-manager", key=str(last_seq), fence=fence)
+                log.debug("checkpoint_taken", group=group, last_seq=last_seq, events=events, size=len(blob))
             self.taken += 1
-            log.debug("checkpoint_taken", last_seq=last_seq, events=events, size=len(data))
         finally:
             self._busy = False
 
-    async def load(self) -> Snapshot | None:
-        """The latest usable snapshot of the run, or None."""
+    async def load(self, groups: set[str]) -> dict[str, Snapshot]:
+        """The latest usable snapshot of each of ``groups`` that has one."""
+        found: dict[str, Snapshot] = {}
         if self.every <= 0:
-            return None
-        with contextlib.suppress(Exception):
-            store = await self._bucket()
-            result = await asyncio.wait_for(store.get(self.run_id), 30)
-            snapshot = _decoder.decode(result.data)
-            if snapshot.format == SNAPSHOT_FORMAT and snapshot.graph == self.digest and snapshot.run_id == self.run_id:
-                return snapshot
-            log.warning("checkpoint_ignored", reason="different graph or format")
-        return None
+            return found
+        for group in sorted(groups):
+            with contextlib.suppress(Exception):
+                store = await self._bucket()
+                result = await asyncio.wait_for(store.get(self.key(group)), 30)
+                snapshot = _decoder.decode(result.data)
+                if (snapshot.format == SNAPSHOT_FORMAT and snapshot.graph == self.digest
+                        and snapshot.run_id == self.run_id and snapshot.group == group):
+                    found[group] = snapshot
+                else:
+                    log.warning("checkpoint_ignored", group=group, reason="different graph or format")
+        return found
 
 
 def restore_key(key: str) -> Any:

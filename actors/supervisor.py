@@ -160,8 +160,12 @@ class RunSupervisor(Actor):
 class RunWatcher(Actor):
     """Follows the run aggregate only, for hosts that do not host the supervisor.
 
-    It sets ``done`` once the run has a final event (not followed by ``RunResumed``).
+    It sets ``done`` once the run has a final event (not followed by ``RunResumed``). It
+    writes nothing, belongs to no group and reads the run aggregate itself on start, so a
+    host restoring its groups' snapshots need not read the log from the start for it.
     """
+
+    SELF_INITIALISING: ClassVar[bool] = True
 
     def __init__(self, ctx: RunContext, done: asyncio.Event) -> None:
         super().__init__(ctx, "run-watcher")
@@ -171,6 +175,11 @@ class RunWatcher(Actor):
 
     def interested(self, record: Record) -> bool:
         return record.subject == self.subject
+
+    async def start(self) -> None:
+        # Folding a wf event twice is harmless: the last one read decides.
+        async for record in self.ctx.log.read(self.ctx.run_id, subject_filter=self.subject):
+            self.apply(record)
 
     def apply(self, record: Record) -> None:
         body = record.body

@@ -14,6 +14,15 @@ more pollers, with no rebalancing. For each task it
 
 A worker that dies mid-job leaves the task unacked: the server redelivers it after
 ``ack_wait`` and another worker runs it again as a new delivery in a fresh directory.
+A task delivered more than ``STREAMFLOW_MAX_DELIVER`` times (default 5) without a result
+is a *poison task* (it kills whatever runs it): the worker that receives it once more
+records a ``JobFailed`` that is not retried, naming the reason, instead of running it
+(the consumer's ``max_deliver`` is a backstop above that).
+
+Workers serve every run's tasks; when the process's own run ends, a worker stops pulling
+and finishes the jobs it holds for other runs (its caller waits: a process leaving does
+not take a borrowed job down with it), while the attempts of runs that are over are
+stopped at once.
 """
 
 from __future__ import annotations
@@ -91,6 +100,18 @@ def _ack_wait_from_env() -> float:
 ACK_WAIT = _ack_wait_from_env()
 
 
+def _max_deliver_from_env() -> int:
+    try:
+        value = int(os.environ.get("STREAMFLOW_MAX_DELIVER", "5"))
+    except ValueError:
+        return 5
+    return value if value > 0 else 5
+
+
+#: Deliveries of one task without a result before it is failed as a poison task.
+MAX_DELIVER = _max_deliver_from_env()
+
+
 def consumer_name(deployment: str) -> str:
     """The durable consumer shared by every worker of a deployment."""
     return f"workers-{deployment}"
@@ -139,6 +160,7 @@ class Worker:
         self.deployments = deployments
         self._locations: dict[tuple[str, str], ExecutionLocation] = {}
         self._heartbeats: set[asyncio.Task[None]] = set()
+        self.max_deliver = MAX_DELIVER
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
@@ -147,6 +169,8 @@ class Worker:
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_ack_pending=-1,
+            # A backstop: tasks are failed as poison after ``max_deliver`` deliveries already.
+            max_deliver=self.max_deliver + 3,
             filter_subject=f"sf.task.{self.deployment}.>",
             inactive_threshold=self.inactive_threshold,
         )
@@ -161,8 +185,22 @@ class Worker:
         """Pull and run tasks until ``stop`` is set; then finish the running ones (drain)."""
         psub = await self._subscribe()
         slots = asyncio.Semaphore(self.concurrency)
+        held: dict[asyncio.Task[None], JobTask | None] = {}
+
+        async def _stop_obsolete() -> None:
+            # Draining: once stopped, the attempts of runs that are over stop at once; the
+            # jobs of other, live runs finish (their processes wait for them).
+            await stop.wait()
+            for child, task in list(held.items()):
+                with contextlib.suppress(Exception):
+                    if task is None or await self._obsolete(task):
+                        child.cancel()
+            if held:
+                log.info("worker_draining", jobs=len(held))
+
         try:
             async with asyncio.TaskGroup() as tg:
+                stopper = tg.create_task(_stop_obsolete())
                 while not stop.is_set():
                     await slots.acquire()
                     if stop.is_set():
@@ -177,7 +215,15 @@ class Worker:
                         slots.release()
                         break
                     for msg in msgs:
-                        tg.create_task(self._guarded(msg, slots))
+                        try:
+                            task: JobTask | None = decode_task(msg.data)
+                        except msgspec.DecodeError:
+                            task = None
+                        child = tg.create_task(self._guarded(msg, slots))
+                        held[child] = task
+                        child.add_done_callback(held.pop)
+                if not stop.is_set():  # the connection closed
+                    stopper.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
@@ -215,6 +261,9 @@ class Worker:
             last = await self.log.last(subject)
             if last is not None and self._already_recorded(last[1].body, task):
                 await msg.ack()
+                return
+            if delivery > self.max_deliver:
+                await self._poison(msg, task, delivery, last[0] if last else 0)
                 return
             base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
             unsafe: UnsafeDirectoryError | None = None
@@ -274,6 +323,20 @@ class Worker:
                 log.info("job_completed", attempt=task.attempt, duration=round(body.duration, 3))
             else:
                 log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
+
+    async def _poison(self, msg: Any, task: JobTask, delivery: int, last_seq: int) -> None:
+        """Fail a task that was delivered too often without a result (it kills its workers)."""
+        error = (f"job {task.job} attempt {task.attempt} was delivered {delivery - 1} times and its worker never "
+                 f"finished it (the worker died or was killed each time): failed as a poison task after "
+                 f"STREAMFLOW_MAX_DELIVER={self.max_deliver} deliveries")
+        log.error("job_poison_task", attempt=task.attempt, deliveries=delivery - 1)
+        with contextlib.suppress(ConcurrencyError):  # another worker recorded it first
+            await self.log.append(task.run_id, "job", task.job,
+                                  JobFailed(job=task.job, attempt=task.attempt, delivery=delivery, error=error,
+                                            retryable=False, error_type="PoisonTask"),
+                                  producer=f"worker:{self.name}", key=f"{task.attempt}/{task.generation}/poison",
+                                  expected_last_seq=last_seq)
+        await msg.ack()
 
     async def _run_workdir(self, run_id: str) -> str:
         """The base working directory a run recorded when it was submitted."""

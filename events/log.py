@@ -3,7 +3,11 @@
 One stream, ``SF_EVENTS``, holds every run's events on subjects
 ``sf.ev.<run>.<aggregate>[.<id>]``; its sequence is the authoritative order. Appends are
 idempotent (deterministic ``Nats-Msg-Id``) and can be guarded per subject with
-``Nats-Expected-Last-Subject-Sequence`` (one writer per aggregate). A publish that times
+``Nats-Expected-Last-Subject-Sequence`` (one writer per aggregate), or *fenced*: checked
+by the server against the last sequence of a fence subject ``sf.ev.<run>.fence.<group>``
+(``Nats-Expected-Last-Subject-Sequence-Subject``), which the holder of the group's lease
+wrote when it took the lease; once a newer holder writes its own fence, every append of
+the old one is refused (:class:`~streamflow.errors.FencedError`). A publish that times
 out has an *unknown* outcome: it is retried with the same id until the server answers.
 
 A second stream, ``SF_TASKS`` (work-queue retention), carries job tasks to executor
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import signal
 import time
@@ -30,14 +35,16 @@ from nats.js.client import JetStreamContext
 
 from events.codec import decode, encode, event_id, event_type
 from events.schema import Envelope, Event, EventBody
-from streamflow.errors import BusError, ConcurrencyError, EventLogError, RunNotFoundError
+from streamflow.errors import BusError, ConcurrencyError, EventLogError, FencedError, RunNotFoundError
 
 __all__ = [
     "EVENTS_STREAM",
     "TASKS_STREAM",
     "AppendResult",
     "EventLog",
+    "Fence",
     "Record",
+    "fence_subject",
     "run_subject",
     "valid_id",
 ]
@@ -101,6 +108,26 @@ def run_subject(run_id: str, aggregate: str | None = None, agg_id: str | None = 
     if agg_id is None:
         return f"sf.ev.{run_id}.{aggregate}"
     return f"sf.ev.{run_id}.{aggregate}.{agg_id}"
+
+
+def fence_subject(run_id: str, group: str) -> str:
+    """The fence subject of an actor group of a run (written once per lease holder)."""
+    return run_subject(run_id, "fence", group)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A writer's fencing token: the sequence of the fence event its lease holder wrote.
+
+    Attributes:
+        subject: the fence subject (``sf.ev.<run>.fence.<group>``).
+        seq: the stream sequence of this holder's fence event there.
+        epoch: the holder's lease revision (written into its envelopes).
+    """
+
+    subject: str
+    seq: int
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -224,6 +251,7 @@ class EventLog:
         causation_id: str | None = None,
         expected_last_seq: int | None = None,
         epoch: int = 0,
+        fence: Fence | None = None,
     ) -> AppendResult:
         """Append one event, exactly once.
 
@@ -239,16 +267,23 @@ class EventLog:
             expected_last_seq: when given, the append only succeeds if the subject's last
                 stream sequence is this (0: the subject must be empty).
             epoch: the writer's fencing epoch.
+            fence: the writer's fence: the server stores the event only while the fence
+                subject's last event is still this writer's (the check replaces
+                ``expected_last_seq``, which must then be None: a fenced writer is the
+                only writer of its subjects).
 
         Returns:
             Where it was stored, and whether it was a duplicate.
 
         Raises:
+            FencedError: ``fence`` is no longer current (another process took the lease).
             ConcurrencyError: the expected-sequence check failed.
             BusError: the outcome is still unknown after ``retry_deadline`` seconds.
         """
         kind = event_type(body)
         eid = event_id(run_id, f"{aggregate}.{agg_id}", kind, key)
+        if fence is not None:
+            epoch = epoch or fence.epoch
         envelope = Envelope(
             event_id=eid,
             run_id=run_id,
@@ -259,7 +294,12 @@ class EventLog:
             occurred_at=time.time_ns(),
         )
         headers = {"Nats-Msg-Id": eid, "Sf-Type": kind}
-        if expected_last_seq is not None:
+        if fence is not None:
+            if expected_last_seq is not None:
+                raise ValueError("an append is either fenced or checked against its subject, not both")
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(fence.seq)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = fence.subject
+        elif expected_last_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_seq)
         subject = run_subject(run_id, aggregate, agg_id)
         payload = encode(envelope)
@@ -273,6 +313,17 @@ class EventLog:
                     _maybe_crash(kind)
                 return AppendResult(ack.seq, eid, bool(ack.duplicate))
             except nats.js.errors.BadRequestError as exc:
+                if exc.err_code == 10164 and time.monotonic() < deadline:
+                    # Clustered streams check one expected-sequence subject at a time: another
+                    # append checked against the same (fence) subject is still being replicated.
+                    # Nothing was stored; check again in a moment.
+                    await asyncio.sleep(random.uniform(0.002, 0.02))
+                    continue
+                if exc.err_code == 10071 and fence is not None:
+                    # The fence moved on: a newer lease holder wrote its own. Whether or not an
+                    # earlier try of this append landed, this writer is stale from now on.
+                    raise FencedError(f"{subject}: refused, {fence.subject} has a newer lease holder "
+                                      f"(this process's lease was taken over)") from exc
                 if exc.err_code == 10071:
                     # The check runs before deduplication: our own earlier attempt (whose
                     # ack was lost) makes a retry fail it. That is a success, not a conflict.

@@ -19,8 +19,13 @@ job        ``sf.ev.<run>.job.<job>``          the executor worker running the at
 data       ``sf.ev.<run>.data.<job>``         the DataManager
 deploy     ``sf.ev.<run>.deploy.<dep>``       the deployment actor (beside the DataManager)
 recovery   ``sf.ev.<run>.recovery.<job>``     the FailureManager
-ckpt       ``sf.ev.<run>.ckpt``               the CheckpointManager
+ckpt       ``sf.ev.<run>.ckpt.<group>``       the CheckpointManager of the group's host
+fence      ``sf.ev.<run>.fence.<group>``      the process that took the group's lease
 ========== ================================== =============================================
+
+Every writer but the executor workers holds a lease (``sf_leases``) on its actor group
+(the run supervisor's group, ``supervisor``, also writes ``wf``); its appends are fenced
+against the group's fence subject, so a stale holder cannot write once another took over.
 """
 
 from __future__ import annotations
@@ -53,9 +58,11 @@ __all__ = [
     "JobRollback",
     "JobScheduled",
     "JobStarted",
+    "LeaseTaken",
     "LocationInfo",
     "PortTerminated",
     "RegisteredFile",
+    "RetryPolicy",
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
@@ -63,6 +70,7 @@ __all__ = [
     "RunStarted",
     "RunSubmitted",
     "StagingFailed",
+    "StepBinding",
     "StepFailed",
     "StepStarted",
     "StepTerminated",
@@ -77,6 +85,38 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 # --- run: sf.ev.<run>.wf -------------------------------------------------------------
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """The failure manager's retry policy, as the run was submitted with it.
+
+    Attributes:
+        max_retries: retries of a failed job.
+        retry_delay: seconds before the first retry.
+        backoff: factor applied to the delay at each further retry.
+        max_delay: the longest delay, in seconds.
+    """
+
+    max_retries: int = 0
+    retry_delay: float = 0.0
+    backoff: float = 2.0
+    max_delay: float = 300.0
+
+
+class StepBinding(msgspec.Struct, frozen=True, kw_only=True):
+    """Where ``streamflow.yml`` bound an execute step, as resolved at submission.
+
+    Attributes:
+        targets: the deployments it may run on (subject-safe names), the first preferred.
+        service: the service of the first target, if any.
+        locations: how many locations a job of the step takes.
+        container: the container translator chosen for it (``docker`` entries), if any.
+    """
+
+    targets: list[str]
+    service: str | None = None
+    locations: int = 1
+    container: str | None = None
 
 
 class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
@@ -95,6 +135,16 @@ class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
         config: path of the ``streamflow.yml`` used, if any.
         rerun_of: the run this one replays (``streamflow rerun``), if any.
         document_digest: sha256 of the workflow document, to detect edits on resume.
+        retry: the retry policy (``--max-retries`` or ``failureManager``); a resumed run
+            keeps it.
+        config_digest: sha256 of the ``streamflow.yml``, to detect edits on resume.
+        bindings: execute step id -> where ``streamflow.yml`` bound it (resume and agents
+            use these, not the file as it is now).
+        deployments: deployment (subject-safe name) -> its settings as submitted, with every
+            secret (passwords, passphrases, tokens) left out: a resume reads the secrets
+            from the file again.
+        policy: the scheduling policy's name (``""``: the default).
+        policy_config: the scheduling policy's config.
     """
 
     name: str
@@ -109,6 +159,12 @@ class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
     config: str | None = None
     rerun_of: str | None = None
     document_digest: str = ""
+    retry: RetryPolicy | None = None
+    config_digest: str = ""
+    bindings: dict[str, StepBinding] = {}
+    deployments: dict[str, dict[str, Any]] = {}
+    policy: str = ""
+    policy_config: dict[str, Any] = {}
 
 
 class RunStarted(Event, frozen=True, kw_only=True, tag="RunStarted"):
@@ -652,7 +708,7 @@ class JobAbandoned(Event, frozen=True, kw_only=True, tag="JobAbandoned"):
     error_type: str = ""
 
 
-# --- ckpt: sf.ev.<run>.ckpt ---------------------------------------------------------
+# --- ckpt: sf.ev.<run>.ckpt.<group> ---------------------------------------------------------
 
 
 class CheckpointTaken(Event, frozen=True, kw_only=True, tag="CheckpointTaken"):
@@ -667,6 +723,28 @@ class CheckpointTaken(Event, frozen=True, kw_only=True, tag="CheckpointTaken"):
     last_seq: int
     key: str
     events: int = 0
+
+
+# --- fence: sf.ev.<run>.fence.<group> ------------------------------------------------
+
+
+class LeaseTaken(Event, frozen=True, kw_only=True, tag="LeaseTaken"):
+    """A process took the lease of an actor group: the group's writers' fence.
+
+    Every later append of the group's actors is checked by the server against the last
+    event of this subject; a newer ``LeaseTaken`` makes the previous holder's appends fail.
+
+    Attributes:
+        group: the actor group (``steps``, ``supervisor``...).
+        epoch: the lease's KV revision when taken.
+        host: the holder's host name.
+        pid: the holder's process id.
+    """
+
+    group: str
+    epoch: int
+    host: str = ""
+    pid: int = 0
 
 
 EventBody = (
@@ -700,9 +778,10 @@ EventBody = (
     | JobRollback
     | JobAbandoned
     | CheckpointTaken
+    | LeaseTaken
 )
 
-AGGREGATES = ("wf", "step", "port", "alloc", "job", "data", "deploy", "recovery", "ckpt")
+AGGREGATES = ("wf", "step", "port", "alloc", "job", "data", "deploy", "recovery", "ckpt", "fence")
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

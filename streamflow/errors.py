@@ -21,6 +21,7 @@ react* to the error::
     ├── EventLogError                  the event log cannot be read or written
     │   ├── EventDecodeError           a stored event cannot be decoded
     │   └── ConcurrencyError           an optimistic-concurrency check failed
+    │       └── FencedError            a leased writer was taken over: it is stale
     ├── PluginError                    a plugin cannot be loaded or is invalid
     └── RunNotFoundError               no run with that id in the log
 
@@ -39,6 +40,7 @@ __all__ = [
     "EventDecodeError",
     "EventLogError",
     "FailureHandlingError",
+    "FencedError",
     "InputValidationError",
     "JobFailedError",
     "LeaseError",
@@ -151,6 +153,10 @@ class EventDecodeError(EventLogError):
 
 class ConcurrencyError(EventLogError):
     """An optimistic-concurrency check failed: another writer appended first."""
+
+
+class FencedError(ConcurrencyError):
+    """A leased writer's append was refused: another process took its lease (it is stale)."""
 
 
 class PluginError(StreamFlowError):

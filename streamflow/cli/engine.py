@@ -36,8 +36,8 @@ from actors.step import make_step_actor
 from actors.supervisor import RunSupervisor, RunWatcher
 from actors.worker import Worker
 from events.agents import ANNOUNCE_EVERY, agents_bucket, list_agents
-from events.lease import Lease, acquire_lease
-from events.log import EventLog, run_subject, valid_id
+from events.lease import Lease, acquire_lease, lease_key, write_fence
+from events.log import EventLog, Fence, run_subject, valid_id
 from events.projections import RunSummary
 from events.schema import (
     JobCompleted,
@@ -67,6 +67,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "execute_run",
+    "hold_groups",
     "host_run",
     "load_graph",
     "new_run_id",
@@ -272,9 +273,10 @@ def _default_workdir() -> str:
 
 async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outdir: str, workdir: str,
                       workers: int, retry: RetrySettings, locations: dict[str, list[LocationCapacity]] | None = None,
-                      settings: dict[str, Any] | None = None, epoch: int = 0, lease: Lease | None = None,
+                      settings: dict[str, Any] | None = None, leases: dict[str, Lease] | None = None,
+                      fences: dict[str, Fence] | None = None,
                       progress: bool = False, metrics_port: int | None = None,
-                      groups: set[str] | None = None, extra_leases: list[Lease] | None = None,
+                      groups: set[str] | None = None,
                       shared_fs: bool = True, interrupt: Interrupt | None = None,
                       config_run: ConfigRun | None = None, clean_remote: bool = True) -> RunResult:
     """Host every actor of a run in this process until the run has a final event.
@@ -289,12 +291,13 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         retry: the retry policy.
         locations: deployment -> locations (default: this machine as ``__LOCAL__``).
         settings: run settings shared by the actors (generation, reuse index...).
-        epoch: the fencing epoch written into this host's events.
-        lease: the run lease to renew while hosting (when hosting the supervisor).
+        leases: the leases of the hosted groups (:func:`hold_groups`), renewed while hosting
+            and released at the end.
+        fences: the hosted groups' fences: every append of their actors carries its group's
+            (None: unfenced, for tests driving a host directly).
         progress: show the live progress display.
         metrics_port: serve Prometheus metrics on this port.
         groups: which actor groups to host (:data:`ACTOR_GROUPS`; None: all of them).
-        extra_leases: group leases to renew while hosting.
         shared_fs: whether the workers here share the filesystem with the rest of the run.
         interrupt: lets another thread stop the run as Ctrl-C would.
         config_run: the run's ``streamflow.yml``: its deployments (deployed in this process
@@ -305,8 +308,11 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     Returns:
         How the run ended.
     """
+    fences = dict(fences or {})
+    held = list((leases or {}).values())
     ctx = RunContext(run_id=run_id, nc=log_.nc, log=log_, graph=graph, workdir=workdir, outdir=outdir,
-                     settings=settings or {}, epoch=epoch)
+                     settings=settings or {}, epoch=max((f.epoch for f in fences.values()), default=0),
+                     fences=fences)
     done = asyncio.Event()
     locations = locations or {"__LOCAL__": [local_capacity()]}
     hosted = set(ACTOR_GROUPS) if groups is None else set(groups)
@@ -337,6 +343,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         actors.append(FailureManagerActor(ctx, retry))
     watcher = RunWatcher(ctx, done)
     actors.append(supervisor if "supervisor" in hosted else watcher)
+    for actor in actors:
+        actor.group = _group_of(actor)
 
     async def _graph_for(other: str) -> WorkflowGraph:
         if other == run_id:
@@ -344,8 +352,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         return await load_graph(log_, other)
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    for held in ([lease] if lease is not None else []) + list(extra_leases or []):
-        background.append(functools.partial(held.keep_alive, done))
+    for lease in held:
+        background.append(functools.partial(lease.keep_alive, done))
     if deployer is not None:
         background.append(functools.partial(_watch_agents, log_, deployer, done))
     if progress:
@@ -356,23 +364,30 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         from streamflow.cli.metrics import serve_metrics
 
         background.append(functools.partial(serve_metrics, log_.nc, log_, metrics_port, done))
+    drain: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
     if workers > 0:
         for deployment in dict.fromkeys([*locations, *declared]):
             # Workers serve every run's tasks (nak-ing other runs' tasks livelocked two concurrent
             # runs: the server kept redelivering to the process that had just handed them back).
+            # When this run ends they finish the jobs of other runs they hold (drain) rather
+            # than killing them; an interrupt hands those back at once instead.
             worker = Worker(log_, deployment, _graph_for, workdir=workdir, concurrency=workers, shared_fs=shared_fs,
                             deployments=manager)
-            background.append(functools.partial(worker.run, done))
+            drain.append(worker.run)
     from actors.checkpoint_manager import CheckpointManager
 
     every = int(os.environ.get("STREAMFLOW_SNAPSHOT_EVERY", "5000"))
-    host = ActorHost(ctx, actors, background, checkpoints=CheckpointManager(log_, run_id, graph, every))
+    force = asyncio.Event()
+    host = ActorHost(ctx, actors, background, checkpoints=CheckpointManager(log_, run_id, graph, every, fences),
+                     drain=drain, force=force)
     loop = asyncio.get_running_loop()
     interrupted = False
 
     def _interrupt() -> None:
-        # Ctrl-C / SIGTERM: record the cancellation (the run stays resumable), then stop.
+        # Ctrl-C / SIGTERM: record the cancellation (the run stays resumable), then stop; the
+        # jobs held for other runs are handed back rather than waited for.
         nonlocal interrupted
+        force.set()
         if interrupted:
             done.set()
             return
@@ -402,8 +417,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
             interrupt.unbind()
         for sig in installed:
             loop.remove_signal_handler(sig)
-        for held in ([lease] if lease is not None else []) + list(extra_leases or []):
-            await held.release()
+        for lease in held:
+            await lease.release()
     final = supervisor.final if "supervisor" in hosted else watcher.final
     if isinstance(final, RunCompleted):
         return RunResult(run_id, "COMPLETED", outputs=final.outputs)
@@ -454,11 +469,43 @@ def parse_groups(spec: str | None) -> set[str] | None:
     return groups
 
 
-async def group_leases(log_: EventLog, run_id: str, groups: set[str] | None) -> list[Lease]:
-    """Take one lease per hosted actor group other than the supervisor (which holds the run's)."""
-    if groups is None:
-        return []
-    return [await acquire_lease(log_.js, f"{run_id}.{group}") for group in sorted(groups - {"supervisor"})]
+_GROUP_OF: dict[type, str] = {}
+
+
+def _group_of(actor: Any) -> str | None:
+    """The actor group an actor belongs to (None: the run watcher, which writes nothing)."""
+    if not _GROUP_OF:
+        from actors.step import StepActor
+
+        _GROUP_OF.update({PortActor: "ports", StepActor: "steps", SchedulerActor: "scheduler",
+                          DataManagerActor: "data-manager", DeploymentActor: "data-manager",
+                          FailureManagerActor: "failure-manager", RunSupervisor: "supervisor"})
+    for klass in type(actor).__mro__:
+        if klass in _GROUP_OF:
+            return _GROUP_OF[klass]
+    return None
+
+
+async def hold_groups(log_: EventLog, run_id: str, groups: set[str] | None) -> tuple[dict[str, Lease], dict[str, Fence]]:
+    """Take the lease of every hosted actor group (None: all of them) and write their fences.
+
+    A full host holds every group, so no ``streamflow host --actors`` can host a second set
+    of any of them; each fence makes the server refuse the appends of the group's previous
+    holder from now on.
+
+    Raises:
+        LeaseError: a live process holds one of them (nothing is kept then).
+    """
+    leases: dict[str, Lease] = {}
+    try:
+        for group in sorted(set(ACTOR_GROUPS) if groups is None else groups):
+            leases[group] = await acquire_lease(log_.js, lease_key(run_id, group))
+    except BaseException:
+        for lease in leases.values():
+            await lease.release()
+        raise
+    fences = {group: await write_fence(log_, run_id, group, lease) for group, lease in leases.items()}
+    return leases, fences
 
 
 _graph_cache: OrderedDict[str, WorkflowGraph] = OrderedDict()
@@ -490,7 +537,11 @@ async def load_graph(log_: EventLog, run_id: str) -> WorkflowGraph:
 
     loaded = await asyncio.to_thread(load_document, submitted.workflow)
     graph = translate(loaded.process, cwl_version=loaded.cwl_version, name=submitted.name, job_order=submitted.inputs)
-    if submitted.config:
+    if submitted.bindings:
+        from streamflow.cli.recorded import apply_recorded_bindings
+
+        apply_recorded_bindings(graph, submitted.bindings)  # as submitted, whatever the file says now
+    elif submitted.config:  # recorded by an older version: only the file's path
         from streamflow.cli.config_run import apply_bindings, load_config_run
 
         apply_bindings(graph, load_config_run(submitted.config))
@@ -509,12 +560,15 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
     Raises:
         WorkflowDefinitionError: the run id is invalid or already used.
     """
+    from streamflow.cli.recorded import record_config, retry_policy
+
     run_id = options.run_id or new_run_id()
     if not valid_id(run_id):
         raise WorkflowDefinitionError(f"--run-id {run_id!r}: expected letters, digits, '_' or '-' only")
     outdir = str(Path(options.outdir).resolve())
     workdir = str(Path(options.workdir or _default_workdir()).resolve())
     workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
+    recorded = record_config(options.config_run, prepared.graph) if options.config_run is not None else {}
     async with open_bus(options.bus) as nc:
         log_ = EventLog(nc)
         await log_.setup()
@@ -526,22 +580,26 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             document_digest=prepared.digest,
             rerun_of=options.rerun_of,
             config=options.config,
+            retry=retry_policy(options.retry),
+            **recorded,
         )
         from streamflow.data.limits import check_inputs
 
         check_inputs(submitted, nc.max_payload)  # before anything is written: too large is exit 2
         try:
+            # The run's creation: the only append to ``wf`` not made by the supervisor's lease
+            # holder, guarded by "the subject is empty".
             await log_.append(run_id, "wf", None, submitted, producer="cli", key="submitted", expected_last_seq=0)
         except ConcurrencyError:
             raise WorkflowDefinitionError(f"--run-id {run_id!r}: a run with this id already exists") from None
         if announce is not None:
             announce(run_id)
-        await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
-                          producer="cli", key="started")
         _cache_graph(run_id, prepared.graph)
         hosted = options.groups
-        lease = await acquire_lease(log_.js, run_id) if hosted is None or "supervisor" in hosted else None
-        extra = await group_leases(log_, run_id, hosted)
+        leases, fences = await hold_groups(log_, run_id, hosted)
+        if "supervisor" in fences:
+            await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
+                              producer="run", key="started", fence=fences["supervisor"])
         settings: dict[str, Any] = {"generation": 0}
         if options.task_routes:
             settings["task_routes"] = dict(options.task_routes)
@@ -549,15 +607,14 @@ async def submit_and_run(options: RunOptions, prepared: PreparedRun, *, announce
             settings["reuse"] = await options.reusable(log_)
         if options.rerun_of:
             settings["reuse"] = {**settings.get("reuse", {}), **await reuse_index(log_, options.rerun_of)}
-        epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
         if not options.shared_fs:
             from streamflow.data.objectstore import publish_paths
 
             await publish_paths(log_.js, prepared.inputs)  # agents elsewhere fetch what they miss
         return await execute_run(log_, run_id, prepared.graph, outdir=outdir, workdir=workdir, workers=workers,
-                                 retry=options.retry, settings=settings, epoch=epoch, lease=lease,
+                                 retry=options.retry, settings=settings, leases=leases, fences=fences,
                                  locations=options.locations, progress=options.progress,
-                                 metrics_port=options.metrics_port, groups=hosted, extra_leases=extra,
+                                 metrics_port=options.metrics_port, groups=hosted,
                                  shared_fs=options.shared_fs, interrupt=options.interrupt,
                                  config_run=options.config_run, clean_remote=options.clean_remote)
 
@@ -566,10 +623,18 @@ async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None
                      retry: RetrySettings | None = None, announce: Any = None) -> RunResult:
     """Continue a run whose processes died (or that was cancelled), from its log.
 
+    It hosts every actor group (taking every group's lease: refused while any process
+    hosts one of them). The retry policy, bindings and deployments are those recorded in
+    ``RunSubmitted`` (``retry`` overrides the policy when given), whatever the
+    ``streamflow.yml`` says now.
+
     Raises:
         RunNotFoundError: no such run.
-        LeaseError: the run is live in another process.
+        LeaseError: the run (or one of its actor groups) is live in another process.
+        ConfigError: the run's deployments need a secret its ``streamflow.yml`` no longer has.
     """
+    from streamflow.cli.recorded import config_for_resume, retry_settings
+
     async with open_bus(bus) as nc:
         log_ = EventLog(nc)
         await log_.setup()
@@ -585,30 +650,28 @@ async def resume_run(run_id: str, *, bus: BusOptions, workers: int | None = None
         if summary.status == "FAILED":
             return RunResult(run_id, "FAILED", error=f"the run failed ({summary.error}); use 'streamflow rerun "
                              f"{run_id}' to replay it without redoing what succeeded")
-        lease = await acquire_lease(log_.js, run_id)
-        graph = await load_graph(log_, run_id)
-        generation = summary.resumed + 1
-        await log_.append(run_id, "wf", None, RunResumed(host=os.uname().nodename, pid=os.getpid(),
-                                                         attempt=generation),
-                          producer="cli", key=f"resumed/{generation}", epoch=lease.epoch)
+        config_run = config_for_resume(submitted) if submitted.config else None
+        leases, fences = await hold_groups(log_, run_id, None)
+        try:
+            graph = await load_graph(log_, run_id)
+            generation = summary.resumed + 1
+            await log_.append(run_id, "wf", None, RunResumed(host=os.uname().nodename, pid=os.getpid(),
+                                                             attempt=generation),
+                              producer="run", key=f"resumed/{generation}", fence=fences["supervisor"])
+        except BaseException:
+            for lease in leases.values():
+                await lease.release()
+            raise
         if announce is not None:
             announce(run_id)
         settings: dict[str, Any] = {"generation": generation}
         if submitted.rerun_of:
             settings["reuse"] = await reuse_index(log_, submitted.rerun_of)
-        locations = None
-        config_run = None
-        if submitted.config:
-            from streamflow.cli.config_run import load_config_run
-
-            config_run = load_config_run(submitted.config)
-            locations = config_run.locations
-            retry = retry or config_run.retry
         return await execute_run(
             log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
             workers=workers if workers is not None else (os.cpu_count() or 1),
-            retry=retry or RetrySettings(), settings=settings, epoch=lease.epoch, lease=lease,
-            locations=locations, config_run=config_run)
+            retry=retry or retry_settings(submitted, config_run), settings=settings, leases=leases, fences=fences,
+            locations=config_run.locations if config_run is not None else None, config_run=config_run)
 
 
 @dataclass(frozen=True)
@@ -671,12 +734,14 @@ async def host_run(run_id: str, *, bus: BusOptions, groups: set[str], workers: i
         groups: the actor groups to host here.
         workers: local executor concurrency.
         wait: seconds to wait for the run to be submitted.
-        retry: the retry policy (for the failure manager).
+        retry: the retry policy (for the failure manager; default: the one recorded).
 
     Raises:
         RunNotFoundError: the run did not appear in time.
         LeaseError: another live process hosts one of these groups.
     """
+    from streamflow.cli.recorded import config_for_resume, retry_settings
+
     async with open_bus(bus) as nc:
         log_ = EventLog(nc)
         await log_.setup()
@@ -689,18 +754,19 @@ async def host_run(run_id: str, *, bus: BusOptions, groups: set[str], workers: i
                 raise RunNotFoundError(f"run {run_id!r} was not submitted within {wait:.0f}s")
             await asyncio.sleep(0.2)
         submitted = first[1].body
-        lease = await acquire_lease(log_.js, run_id) if "supervisor" in groups else None
-        extra = await group_leases(log_, run_id, groups)
+        config_run = config_for_resume(submitted) if submitted.config else None
+        leases, fences = await hold_groups(log_, run_id, groups)
+        summary = RunSummary(run_id=run_id)
+        async for record in log_.read(run_id, subject_filter=run_subject(run_id, "wf")):
+            summary.apply(record)
+        if "supervisor" in fences and summary.status == "SUBMITTED":
+            await log_.append(run_id, "wf", None, RunStarted(host=os.uname().nodename, pid=os.getpid()),
+                              producer="run", key="started", fence=fences["supervisor"])
         graph = await load_graph(log_, run_id)
-        epoch = lease.epoch if lease is not None else (extra[0].epoch if extra else 0)
-        locations = None
-        config_run = None
-        if submitted.config:
-            from streamflow.cli.config_run import load_config_run
-
-            config_run = load_config_run(submitted.config)
-            locations = config_run.locations
+        # The generation is the run's (how many times it was resumed), or workers would drop
+        # every task queued here as left over from before the last resume.
         return await execute_run(log_, run_id, graph, outdir=submitted.outdir, workdir=submitted.workdir,
-                                 workers=workers, retry=retry or RetrySettings(), settings={"generation": 0},
-                                 epoch=epoch, lease=lease, groups=groups, extra_leases=extra, locations=locations,
+                                 workers=workers, retry=retry or retry_settings(submitted, config_run),
+                                 settings={"generation": summary.resumed}, leases=leases, fences=fences,
+                                 groups=groups, locations=config_run.locations if config_run is not None else None,
                                  config_run=config_run)

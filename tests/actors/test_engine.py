@@ -229,7 +229,8 @@ def summarize(records: list[Record]) -> RunSummary:
 def assert_completed(result: RunResult, records: list[Record], prepared: PreparedRun, *, jobs: int) -> RunSummary:
     """The run completed, fully terminated, with ``jobs`` jobs, and its summary agrees with the log."""
     assert result.status == "COMPLETED", result.error
-    assert types(records)[:2] == ["RunSubmitted", "RunStarted"]
+    # the run's creation, then one fence per actor group (the full host holds them all), then RunStarted
+    assert types(records)[:8] == ["RunSubmitted", *["LeaseTaken"] * 6, "RunStarted"]
     assert types(records)[-1] == "RunCompleted"
     assert isinstance(records[-1].body, RunCompleted) and records[-1].body.outputs == result.outputs
     assert_terminated(records, prepared)

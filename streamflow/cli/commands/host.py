@@ -4,8 +4,9 @@ Actors talk only over NATS, so the actors of one run can live in several process
 several machines: e.g. ``streamflow run --actors steps,ports,supervisor`` on one host and
 ``streamflow host RUN --actors scheduler,data-manager,failure-manager`` on another. Each
 hosted group is placed by a lease (JetStream KV ``sf_leases``, key ``<run>.<group>``), so
-two live processes never host the same group; its revision is the fencing epoch written
-into the group's events.
+two live processes never host the same group (a ``run`` without ``--actors`` and every
+``resume`` hold all of them); the group's fence (``LeaseTaken`` on
+``sf.ev.<run>.fence.<group>``) makes the server refuse the appends of a previous holder.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help=f"comma-separated actor groups: {', '.join(ACTOR_GROUPS)}")
     parser.add_argument("--workers", type=int, default=0, help="jobs this process may run at once (default 0)")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the run to be submitted")
-    parser.add_argument("--max-retries", type=int, default=0)
-    parser.add_argument("--retry-delay", type=float, default=0.0)
+    parser.add_argument("--max-retries", type=int, default=None, help="default: the run's own policy")
+    parser.add_argument("--retry-delay", type=float, default=None, help="default: the run's own policy")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true")
     add_bus_options(parser)
@@ -46,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         groups = parse_groups(args.actors) or set()
-        retry = RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay))
+        retry = None
+        if args.max_retries is not None or args.retry_delay is not None:
+            retry = RetrySettings(max_retries=max(0, args.max_retries or 0),
+                                  retry_delay=max(0.0, args.retry_delay or 0.0))
         result = asyncio.run(host_run(args.run_id, bus=bus_options(args), groups=groups,
                                       workers=max(0, args.workers), wait=args.wait, retry=retry))
     except StreamFlowError as exc:

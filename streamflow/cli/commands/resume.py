@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 
-from streamflow.errors import LeaseError
+from streamflow.errors import ConfigError, LeaseError
 
 __all__ = ["register", "run"]
 
@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("resume", help="continue a crashed or cancelled run")
     parser.add_argument("run_id", metavar="RUN_ID", type=run_id_arg)
     parser.add_argument("--workers", type=int, help="jobs this process may run at once (0: leave them to agents)")
-    parser.add_argument("--max-retries", type=int, default=0, help="retries of a failed job (default: 0)")
-    parser.add_argument("--retry-delay", type=float, default=0.0, help="seconds before the first retry")
+    parser.add_argument("--max-retries", type=int, default=None,
+                        help="retries of a failed job (default: the run's own policy, as submitted)")
+    parser.add_argument("--retry-delay", type=float, default=None,
+                        help="seconds before the first retry (default: the run's own)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
     add_bus_options(parser)
@@ -44,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"streamflow: resuming run {run_id}", file=sys.stderr)
 
-    retry = RetrySettings(max_retries=max(0, args.max_retries), retry_delay=max(0.0, args.retry_delay))
+    retry = None
+    if args.max_retries is not None or args.retry_delay is not None:
+        retry = RetrySettings(max_retries=max(0, args.max_retries or 0), retry_delay=max(0.0, args.retry_delay or 0.0))
     try:
         result = asyncio.run(resume_run(args.run_id, bus=bus_options(args), workers=args.workers, retry=retry,
                                         announce=_announce))
-    except LeaseError as exc:
+    except (LeaseError, ConfigError) as exc:
         print(f"streamflow: {exc}", file=sys.stderr)
         return 2
     if result.status == "COMPLETED":
