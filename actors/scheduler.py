@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any, ClassVar
 
 from actors._runtime import Actor, RunContext
@@ -61,6 +62,8 @@ class SchedulerActor(Actor):
         self.allocations: dict[str, JobScheduled] = {}
         self.released: set[str] = set()
         self._placing: dict[str, asyncio.Task[None]] = {}
+        self._finished: list[str] = []
+        self._fresh: list[str] | None = None  # requests not yet handed to the scheduler (None: all)
         self._freed = False
 
     # The scheduler's own fold is the source of truth for these two (snapshotted through here).
@@ -104,6 +107,8 @@ class SchedulerActor(Actor):
         if isinstance(body, JobRequested):
             if body.job not in self.allocations:
                 self.pending[body.job] = body
+                if self._fresh is not None:
+                    self._fresh.append(body.job)
         elif isinstance(body, JobScheduled):
             if body.job not in self.allocations:
                 self.allocations[body.job] = body
@@ -127,18 +132,26 @@ class SchedulerActor(Actor):
             self.scheduler.record_data(body.path, body.deployment, body.location, body.bytes)
 
     async def react(self) -> None:
-        for job, task in list(self._placing.items()):
-            if task.done():
-                del self._placing[job]
-                if not task.cancelled() and (error := task.exception()) is not None:
-                    raise error  # the host stops the run with it, as for any actor failure
-        for job, request in self.pending.items():
-            if job not in self._placing and job not in self.allocations:
+        while self._finished:
+            job = self._finished.pop()
+            task = self._placing.pop(job, None)
+            if task is not None and not task.cancelled() and (error := task.exception()) is not None:
+                raise error  # the host stops the run with it, as for any actor failure
+        if self._fresh is None:  # after a replay or a restore: every pending request is new here
+            self._fresh = list(self.pending)
+        fresh, self._fresh = self._fresh, []
+        for job in fresh:
+            request = self.pending.get(job)
+            if request is not None and job not in self._placing and job not in self.allocations:
                 task = self._placing[job] = asyncio.create_task(self._place(request))
-                task.add_done_callback(lambda _: self.wake())
+                task.add_done_callback(functools.partial(self._done, job))
         if self._freed:
             self._freed = False
             await self.scheduler.dispatch()
+
+    def _done(self, job: str, _: object = None) -> None:
+        self._finished.append(job)
+        self.wake()
 
     async def _place(self, request: JobRequested) -> None:
         job = Job(name=request.job, run_id=self.ctx.run_id, step=request.step, tag=request.tag, inputs=request.inputs)

@@ -19,7 +19,7 @@ from streamflow.connectors.base import (
     process_stream_writer,
     stream_copy,
 )
-from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, wait_exit
+from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, reaper, wait_exit
 from streamflow.core.data import StreamWrapper
 from streamflow.core.deployment import Connector, ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
@@ -82,7 +82,7 @@ class LocalConnector(Connector):
     """Runs commands as subprocesses of this process, and copies files with ``shutil``.
 
     Commands are argument lists, never shell strings. Each command leads its own process
-    group, under the guard of :mod:`streamflow.connectors.procguard` (it dies with this
+    group, watched by the reaper of :mod:`streamflow.connectors.procguard` (it dies with this
     process), with umask 077; when it ends the rest of its group is killed, and a timeout (or
     a cancellation, or :meth:`undeploy`) kills it with its children.
     Read-only copies are symbolic links to the source; writable ones are real copies.
@@ -162,15 +162,22 @@ class LocalConnector(Connector):
         capture_output: bool = False,
         timeout: float | None = None,
         job_name: str | None = None,
+        *,
+        inherit_environment: bool = True,
     ) -> tuple[str, int] | int:
         """Run ``command`` as a subprocess (see :meth:`Connector.run`); never returns ``None``.
 
         ``workdir`` defaults to the current directory; relative ``stdin``/``stdout``/``stderr``
         paths are resolved against it, and the parent directories of output files are created.
+        With ``inherit_environment=False`` (a job: CWL defines its whole environment) the
+        command gets ``environment`` alone, none of this process's variables.
         """
         if not command:
             raise RemoteCommandError("empty command", location=str(location), retryable=False)
-        env = {**os.environ, **environment} if environment else None
+        if not inherit_environment:
+            env: dict[str, str] | None = dict(environment or {})
+        else:
+            env = {**os.environ, **environment} if environment else None
         with contextlib.ExitStack() as files:
             try:
                 stdin_arg: int | IO[Any] = subprocess.DEVNULL
@@ -192,6 +199,7 @@ class LocalConnector(Connector):
                     stderr_arg = files.enter_context(open(path, "wb"))
                 elif isinstance(stderr, int):
                     stderr_arg = stderr
+                reaper().start()  # so that the job is registered right after it starts
                 problem = precheck(command, env, workdir)
                 if problem:
                     error = FileNotFoundError if problem == 127 else PermissionError
@@ -201,7 +209,7 @@ class LocalConnector(Connector):
                         command[0],
                     )
                 process = await asyncio.create_subprocess_exec(
-                    *guarded(command),  # dies with this process (procguard.py)
+                    *guarded(command),
                     stdin=stdin_arg,
                     stdout=stdout_arg,
                     stderr=stderr_arg,
@@ -217,6 +225,7 @@ class LocalConnector(Connector):
                     retryable=not isinstance(exc, _NOT_RETRYABLE),
                 ) from exc
             self._processes.add(process)
+            reaper().watch(process.pid)  # its group dies with this process (procguard.py)
             pipe = process.stdout
             reader = asyncio.ensure_future(pipe.read()) if pipe is not None else None
             try:
@@ -237,6 +246,7 @@ class LocalConnector(Connector):
                 await kill_process_group(process)
                 raise
             finally:
+                reaper().forget(process.pid)
                 self._processes.discard(process)
         returncode = process.returncode
         assert returncode is not None

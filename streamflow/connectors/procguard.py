@@ -1,15 +1,17 @@
 """Jobs that die with their engine, and leave nothing behind when they end.
 
-A job's command runs as ``python -I -S procguard.py <engine pid> COMMAND...``: this small
-guard leads the job's session (``start_new_session=True``), asks the kernel for a
-parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), starts the command in the same
-process group and waits for it. When the engine dies (even by SIGKILL) the guard receives
-SIGTERM and kills the whole process group with SIGKILL, so an orphaned tool does not go on
-writing. Otherwise it exits with the command's status (a command killed by signal N makes
-the guard die of signal N too), and the engine then kills what is left of the group
-(:func:`kill_leftovers`): background processes the command forked do not outlive the job.
+Every job command starts in a session (and process group) of its own. The engine
+registers the group with its *reaper*: one small process per engine process (``python -I
+-S procguard.py --reaper <engine pid>``, started on first use), which holds the read end of
+a pipe whose write end only the engine has. When the engine dies, even by SIGKILL, the
+kernel closes that pipe; the reaper reads end-of-file and kills every group still
+registered with SIGKILL, so an orphaned tool does not go on writing. When a command ends,
+the engine kills what is left of its group (:func:`kill_leftovers`: background processes it
+forked do not outlive the job) and unregisters it.
 
-This file is run by path and imports nothing from StreamFlow: the guard starts in ~20 ms.
+One reaper per process, rather than a guard per job, keeps the cost of a job at a few
+microseconds of pipe writes (a guard interpreter per job cost ~20 ms of CPU). This file
+imports nothing from StreamFlow: the reaper starts in ~20 ms, once.
 """
 
 from __future__ import annotations
@@ -17,20 +19,70 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
-from typing import Any
+import threading
+from typing import IO, Any
 
-__all__ = ["GUARD", "guarded", "kill_leftovers", "precheck", "wait_exit"]
+__all__ = ["GUARD", "guarded", "kill_leftovers", "precheck", "reaper", "wait_exit"]
 
 GUARD = os.path.abspath(__file__)
 """The path of this script."""
 
-_PR_SET_PDEATHSIG = 1
-
-
 def guarded(command: list[str]) -> list[str]:
-    """The argument list that runs ``command`` under the guard, for this process as engine."""
-    return [sys.executable, "-I", "-S", GUARD, str(os.getpid()), *command]
+    """The argument list of a job command (unchanged: :func:`reaper` watches its group)."""
+    return command
+
+
+class Reaper:
+    """The engine side of the reaper: registers and unregisters job process groups."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0
+
+    def _pipe(self) -> IO[bytes]:
+        if self._process is None or self._process.poll() is not None or self._owner != os.getpid():
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", GUARD, "--reaper", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)  # not in our process group: it must outlive a Ctrl-C of it
+            self._owner = os.getpid()
+        assert self._process.stdin is not None
+        return self._process.stdin
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            for _ in range(2):  # a reaper that died is replaced once
+                try:
+                    pipe = self._pipe()
+                    pipe.write(line.encode())
+                    pipe.flush()
+                    return
+                except (BrokenPipeError, OSError):
+                    self._process = None
+
+    def start(self) -> None:
+        """Start the reaper now (before a job is spawned: registering it is then a pipe write)."""
+        with self._lock:
+            self._pipe()
+
+    def watch(self, pgid: int) -> None:
+        """Kill process group ``pgid`` if this process dies before :meth:`forget`."""
+        self._send(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        """The job of group ``pgid`` ended (and its leftovers were killed)."""
+        self._send(f"-{pgid}\n")
+
+
+_reaper = Reaper()
+
+
+def reaper() -> Reaper:
+    """This process's reaper."""
+    return _reaper
 
 
 def precheck(command: list[str], environment: dict[str, str] | None, workdir: str | None) -> int:
@@ -68,7 +120,7 @@ async def wait_exit(process: Any) -> int:
     delay = 0.001
     while process.returncode is None:
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.01)
     code: int = process.returncode
     return code
 
@@ -84,37 +136,30 @@ def kill_leftovers(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _kill_group(*_: object) -> None:
-    os.killpg(0, signal.SIGKILL)  # the guard included
+def _reap(engine: int) -> int:
+    """The reaper's loop: track the registered groups until the engine's pipe closes, then kill them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the engine's terminal
+    groups: set[int] = set()
+    stdin = sys.stdin.buffer
+    try:
+        for raw in stdin:
+            line = raw.strip()
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
+    finally:
+        # End of file: the engine (pid ``engine``) is gone, or closed us on purpose.
+        for pgid in groups:
+            kill_leftovers(pgid)
+    return 0
 
 
 def _main(argv: list[str]) -> int:
-    engine, command = int(argv[1]), argv[2:]
-    signal.signal(signal.SIGTERM, _kill_group)
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != engine:
-        _kill_group()  # no way to learn of the engine's death, or it died already
-    try:
-        pid = os.posix_spawnp(command[0], command, os.environ)
-    except FileNotFoundError:
-        print(f"command not found: {command[0]}", file=sys.stderr)
-        return 127
-    except OSError as exc:
-        print(f"cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
-        return 126
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP keep their default
-            signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-        return 128 - code
-    return code
+    if len(argv) == 3 and argv[1] == "--reaper":
+        return _reap(int(argv[2]))
+    print("usage: procguard.py --reaper ENGINE_PID", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

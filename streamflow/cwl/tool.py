@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, wait_exit
+from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, reaper, wait_exit
 from streamflow.cwl.commandline import build_command_line, join_shell
 from streamflow.cwl.container import (
     ImageUnavailable,
@@ -106,7 +106,7 @@ async def local_run(
 ) -> int:
     """Run a command on the local host with asyncio (no shell unless the command is one).
 
-    The command runs in its own process group, under the guard of
+    The command runs in its own process group, watched by the reaper of
     :mod:`streamflow.connectors.procguard` (it dies with this process), with umask 077; when
     it ends, on timeout or on cancellation the whole group is killed.
 
@@ -135,13 +135,14 @@ async def local_run(
         raise JobFailedError(f"command not found: {command[0]}", exit_code=127)
     if problem == 126:
         raise JobFailedError(f"command not executable: {command[0]}", exit_code=126)
+    reaper().start()  # so that the job is registered right after it starts
     with contextlib.ExitStack() as stack:
         stdin_f = stack.enter_context(open(stdin, "rb")) if stdin else asyncio.subprocess.DEVNULL
         stdout_f = stack.enter_context(open(stdout, "wb")) if stdout else default
         stderr_f = stack.enter_context(open(stderr, "wb")) if stderr else default
         try:
             proc = await asyncio.create_subprocess_exec(
-                *guarded(command),  # dies with this process (streamflow/connectors/procguard.py)
+                *guarded(command),
                 cwd=workdir,
                 env=environment,
                 stdin=stdin_f,
@@ -154,6 +155,7 @@ async def local_run(
             raise JobFailedError(f"command not found: {command[0]}", exit_code=127) from exc
         except PermissionError as exc:
             raise JobFailedError(f"command not executable: {command[0]}", exit_code=126) from exc
+        reaper().watch(proc.pid)  # its group dies with this process (streamflow/connectors/procguard.py)
         pumps = [asyncio.create_task(_pump(pipe, sink)) for pipe in (proc.stdout, proc.stderr)
                  if pipe is not None and sink is not None]
         try:
@@ -176,6 +178,7 @@ async def local_run(
                 await asyncio.shield(proc.wait())
             raise
         finally:
+            reaper().forget(proc.pid)
             for pump in pumps:
                 pump.cancel()
 

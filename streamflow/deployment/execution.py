@@ -7,8 +7,9 @@ directory. :class:`ConnectorCommand` is the ``run`` it is given: it sends the co
 job's location through :meth:`Connector.run`.
 
 * On a location that shares this filesystem (``local``) the command runs as it is, with
-  exactly the environment CWL defines (``env -i``: none of the engine's variables, which may
-  hold bus credentials, reach the tool).
+  exactly the environment CWL defines (none of the engine's variables, which may hold bus
+  credentials, reach the tool: the local connector is told not to inherit them; any other
+  connector to this machine runs the command under ``env -i``).
 * On any other location the attempt directory is copied there first, every path of this
   machine in the command, its environment and its redirections is rewritten to the path of
   the same data on the location (:class:`PathMap`: the attempt directory, and each input the
@@ -30,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from streamflow.connectors.local import LocalConnector
 from streamflow.core.deployment import Connector, ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
 from streamflow.errors import JobFailedError, RemoteCommandError, TransferError
@@ -117,13 +119,17 @@ class ConnectorCommand:
     async def _run_here(self, command: list[str], environment: dict[str, str], workdir: str, stdin: str | None,
                         stdout: str | None, stderr: str | None, timeout: float | None) -> int:
         env = {**environment, **self.extra_environment}
-        argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
         async with _OutputRelay(self.output) as relay:
-            result = await self.connector.run(
-                self.location, argv, workdir=workdir, stdin=stdin,
-                stdout=stdout if stdout is not None else relay.fd,
-                stderr=stderr if stderr is not None else relay.fd,
-                timeout=timeout, job_name=self.job_name)
+            streams: dict[str, Any] = {
+                "stdin": stdin, "stdout": stdout if stdout is not None else relay.fd,
+                "stderr": stderr if stderr is not None else relay.fd, "timeout": timeout, "job_name": self.job_name}
+            result: tuple[str, int] | int | None
+            if isinstance(self.connector, LocalConnector):
+                result = await self.connector.run(self.location, command, environment=env, workdir=workdir,
+                                                  inherit_environment=False, **streams)
+            else:  # another connector to this machine: ``env -i`` gives the same isolation
+                argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+                result = await self.connector.run(self.location, argv, workdir=workdir, **streams)
         code = _exit_code(result)
         if code == 127 and not _on_path(command[0], env.get("PATH")):
             raise JobFailedError(f"command not found: {command[0]}", exit_code=127)
