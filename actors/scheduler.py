@@ -29,6 +29,7 @@ from events.schema import (
     JobRequested,
     JobScheduled,
 )
+from streamflow.core.deployment import BindingFilter
 from streamflow.core.scheduling import Hardware, Policy
 from streamflow.core.workflow import Job
 from streamflow.scheduling.scheduler import DefaultScheduler, LocationCapacity, local_capacity, targets_of
@@ -44,6 +45,7 @@ class SchedulerActor(Actor):
         locations: deployment name -> the locations it offers without being deployed
             (``__LOCAL__``); the others come from ``DeploymentDeployed`` events.
         policy: how to choose among a job's candidate locations (default ``data_locality``).
+        filters: the run's binding filters by name.
     """
 
     SNAPSHOT: ClassVar[dict[str, Any]] = {
@@ -55,9 +57,10 @@ class SchedulerActor(Actor):
     }
 
     def __init__(self, ctx: RunContext, locations: dict[str, list[LocationCapacity]],
-                 policy: Policy | None = None) -> None:
+                 policy: Policy | None = None, filters: dict[str, BindingFilter] | None = None) -> None:
         super().__init__(ctx, "scheduler")
-        self.scheduler = DefaultScheduler(policy=policy, locations={k: v for k, v in locations.items() if v})
+        self.scheduler = DefaultScheduler(policy=policy, locations={k: v for k, v in locations.items() if v},
+                                          filters=filters)
         self.pending: dict[str, JobRequested] = {}
         self.allocations: dict[str, JobScheduled] = {}
         self.released: set[str] = set()
@@ -156,7 +159,8 @@ class SchedulerActor(Actor):
     async def _place(self, request: JobRequested) -> None:
         job = Job(name=request.job, run_id=self.ctx.run_id, step=request.step, tag=request.tag, inputs=request.inputs)
         targets = targets_of(request.targets or [request.target], request.service, max(1, request.locations))
-        allocation = await self.scheduler.schedule(job, targets, Hardware(cores=request.cores, memory=request.memory))
+        allocation = await self.scheduler.schedule_filtered(job, targets, request.filters,
+                                                            Hardware(cores=request.cores, memory=request.memory))
         names = [location.name for location in allocation.locations]
         hostnames = [location.hostname or location.name for location in allocation.locations]
         event = JobScheduled(job=request.job, deployment=allocation.target.deployment.name, location=names[0],

@@ -671,7 +671,8 @@ class ExecuteStepActor(StepActor):
             request = JobRequested(job=job, step=self.step.id, tag=tag, inputs=inputs,
                                    target=self.step.target, cores=cores, memory=memory,
                                    targets=self.step.targets if len(self.step.targets) > 1 else [],
-                                   service=self.step.service, locations=self.step.locations)
+                                   service=self.step.service, locations=self.step.locations,
+                                   filters=self.step.filters)
             await self.append("step", self.step.id, request, key=tag)
             self.requested[job] = tag
             self.requests[job] = request

@@ -111,12 +111,14 @@ class StepBinding(msgspec.Struct, frozen=True, kw_only=True):
         service: the service of the first target, if any.
         locations: how many locations a job of the step takes.
         container: the container translator chosen for it (``docker`` entries), if any.
+        filters: the binding filters ordering its targets for each job (``bindingFilters`` names).
     """
 
     targets: list[str]
     service: str | None = None
     locations: int = 1
     container: str | None = None
+    filters: list[str] = []
 
 
 class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
@@ -145,6 +147,7 @@ class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
             from the file again.
         policy: the scheduling policy's name (``""``: the default).
         policy_config: the scheduling policy's config.
+        binding_filters: binding filter name -> ``{"type": ..., "config": ...}``.
     """
 
     name: str
@@ -165,6 +168,7 @@ class RunSubmitted(Event, frozen=True, kw_only=True, tag="RunSubmitted"):
     deployments: dict[str, dict[str, Any]] = {}
     policy: str = ""
     policy_config: dict[str, Any] = {}
+    binding_filters: dict[str, dict[str, Any]] = {}
 
 
 class RunStarted(Event, frozen=True, kw_only=True, tag="RunStarted"):
@@ -248,6 +252,7 @@ class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
             first); empty means ``[target]``.
         service: the service of the deployment the step is bound to, if any.
         locations: how many locations the job needs at once (co-allocation).
+        filters: the binding filters that order ``targets`` for this job.
     """
 
     job: str
@@ -260,6 +265,7 @@ class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
     targets: list[str] = []
     service: str | None = None
     locations: int = 1
+    filters: list[str] = []
 
 
 class JobReused(Event, frozen=True, kw_only=True, tag="JobReused"):

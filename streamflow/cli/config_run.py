@@ -71,6 +71,7 @@ class ConfigRun:
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
     config_dir: str = "."
     policy: tuple[str, dict[str, Any]] = ("data_locality", {})
+    filters: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def load_config_run(path: str) -> ConfigRun:
@@ -123,7 +124,8 @@ def load_config_run(path: str) -> ConfigRun:
                 f"{{type: {' | '.join(CONTAINER_CHOICES)}}}}}, got {entry!r}")
     return ConfigRun(path=str(Path(path).resolve()), workflow=workflow.file, job=workflow.settings, retry=retry,
                      locations={LOCAL: [local_capacity()]}, bindings=workflow, deployments=deployments,
-                     config_dir=config.config_dir, policy=(policy_name, policy_config))
+                     config_dir=config.config_dir, policy=(policy_name, policy_config),
+                     filters={name: (f.type, dict(f.config)) for name, f in config.binding_filters.items()})
 
 
 def _renamed(deployment: DeploymentConfig, safe: dict[str, str]) -> DeploymentConfig:
@@ -152,6 +154,7 @@ def apply_bindings(graph: WorkflowGraph, run: ConfigRun) -> None:
             step.targets = list(dict.fromkeys(names))
             step.service = targets[0].service
             step.locations = max(1, targets[0].locations)
+            step.filters = [f.name for f in binding.filters]
             if step.container != "none":  # --no-container (recorded with the run) wins
                 step.container = _closest(translators, step.name)
 

@@ -53,6 +53,7 @@ from events.schema import (
 from streamflow import __version__
 from streamflow.bus import BusOptions, open_bus
 from streamflow.cli.config_run import ConfigRun
+from streamflow.core.deployment import BindingFilter
 from streamflow.core.scheduling import Policy
 from streamflow.data.manager import DefaultDataManager
 from streamflow.deployment.manager import DefaultDeploymentManager
@@ -328,7 +329,7 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
         manager.register(deployment_config)
     deployer: DeploymentActor | None = None
     if "scheduler" in hosted:
-        actors.append(SchedulerActor(ctx, locations, policy=_policy(config_run)))
+        actors.append(SchedulerActor(ctx, locations, policy=_policy(config_run), filters=_filters(config_run)))
     if "data-manager" in hosted:
         actors.append(DataManagerActor(ctx, data=DefaultDataManager(deployments=manager)))
         here = local_capacity()
@@ -438,6 +439,16 @@ async def _watch_agents(log_: EventLog, deployer: DeploymentActor, done: asyncio
             deployer.agents_changed(await list_agents(log_.js))
         except Exception as exc:  # the bus is busy or gone: the next round tries again
             log.debug("agents_unreadable", error=str(exc))
+
+
+def _filters(config_run: ConfigRun | None) -> dict[str, BindingFilter]:
+    """The run's binding filters, from the plugin registry."""
+    from streamflow.plugins import Registry
+
+    if config_run is None:
+        return {}
+    return {name: Registry.default().get("binding_filter", kind)(name, **config)
+            for name, (kind, config) in config_run.filters.items()}
 
 
 def _policy(config_run: ConfigRun | None) -> Policy:

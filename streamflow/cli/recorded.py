@@ -96,11 +96,13 @@ def record_config(config_run: ConfigRun, graph: WorkflowGraph) -> dict[str, Any]
             plain[SECRETS_KEY] = removed
         deployments[name] = plain
     bindings = {step.id: StepBinding(targets=list(step.targets or [step.target]), service=step.service,
-                                     locations=step.locations, container=step.container)
+                                     locations=step.locations, container=step.container, filters=list(step.filters))
                 for step in graph.steps.values() if isinstance(step, ExecuteStep)}
     policy, policy_config = config_run.policy
     return {"config_digest": _digest(config_run.path), "bindings": bindings, "deployments": deployments,
-            "policy": policy, "policy_config": dict(policy_config)}
+            "policy": policy, "policy_config": dict(policy_config),
+            "binding_filters": {name: {"type": kind, "config": dict(config)}
+                                for name, (kind, config) in config_run.filters.items()}}
 
 
 def apply_recorded_bindings(graph: WorkflowGraph, bindings: dict[str, StepBinding]) -> None:
@@ -113,6 +115,7 @@ def apply_recorded_bindings(graph: WorkflowGraph, bindings: dict[str, StepBindin
             step.service = binding.service
             step.locations = binding.locations
             step.container = binding.container
+            step.filters = list(binding.filters)
 
 
 def _get(value: Any, path: str) -> Any:
@@ -172,4 +175,6 @@ def config_for_resume(submitted: RunSubmitted) -> ConfigRun:
     return ConfigRun(path=path, workflow=submitted.workflow, job=submitted.job, retry=retry_settings(submitted),
                      locations={LOCAL: [local_capacity()]}, bindings=base.bindings if base is not None else None,
                      deployments=deployments, config_dir=str(Path(path).parent),
-                     policy=(submitted.policy or "data_locality", dict(submitted.policy_config)))
+                     policy=(submitted.policy or "data_locality", dict(submitted.policy_config)),
+                     filters={name: (str(f.get("type")), dict(f.get("config") or {}))
+                              for name, f in submitted.binding_filters.items()})

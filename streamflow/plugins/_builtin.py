@@ -29,6 +29,7 @@ class BuiltinPlugin(StreamFlowPlugin):
         from streamflow.deployment.manager import DefaultDeploymentManager
         from streamflow.recovery.checkpoint import DefaultCheckpointManager, DummyCheckpointManager
         from streamflow.recovery.failure import DummyFailureManager, RetryFailureManager
+        from streamflow.scheduling.filters import ShuffleBindingFilter
         from streamflow.scheduling.policy import DataLocalityPolicy
 
         self.register_connector("local", LocalConnector)
@@ -43,6 +44,7 @@ class BuiltinPlugin(StreamFlowPlugin):
         self.register_connector("singularity", SingularityConnector)
         self.register_connector("apptainer", SingularityConnector)
         self.register_policy("data_locality", DataLocalityPolicy)
+        self.register_binding_filter("shuffle", ShuffleBindingFilter)
         self.register_deployment_manager("default", DefaultDeploymentManager)
         self.register_failure_manager("default", RetryFailureManager)
         self.register_failure_manager("retry", RetryFailureManager)

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from streamflow.core.data import DataLocation
-from streamflow.core.deployment import ExecutionLocation, Target
+from streamflow.core.deployment import BindingFilter, ExecutionLocation, Target
 from streamflow.core.scheduling import AvailableLocation, Hardware, JobAllocation, Policy, Scheduler
 from streamflow.core.workflow import Job, Status
+from streamflow.errors import WorkflowExecutionError
 
 if TYPE_CHECKING:
     from streamflow.core.context import StreamFlowContext
@@ -93,13 +94,15 @@ class DefaultScheduler(Scheduler):
             (``__LOCAL__``: this machine).
         retry_delay: accepted for compatibility with StreamFlow files; placement is decided
             again whenever resources free up, never by polling.
+        filters: the run's binding filters by name (:meth:`schedule_filtered` applies them).
     """
 
     def __init__(self, context: StreamFlowContext | None = None, policy: Policy | None = None,
                  locations: Mapping[str, list[LocationCapacity]] | None = None,
-                 retry_delay: float | None = None) -> None:
+                 retry_delay: float | None = None, filters: Mapping[str, BindingFilter] | None = None) -> None:
         self.context = context  # type: ignore[assignment]
         self.policy = policy or _default_policy()
+        self.filters = dict(filters or {})
         self.static: dict[str, list[LocationCapacity]] = {k: list(v) for k, v in (locations or {}).items()}
         self.deployed: dict[str, list[LocationCapacity]] = {}
         self.allocations: dict[str, JobAllocation] = {}
@@ -177,6 +180,23 @@ class DefaultScheduler(Scheduler):
             return await future
         finally:
             self._queue.pop(job.name, None)
+
+    async def schedule_filtered(self, job: Job, targets: Sequence[Target], filters: Sequence[str],
+                                hardware_requirement: Hardware | None) -> JobAllocation:
+        """:meth:`schedule` after the named binding filters reordered ``targets`` (in turn).
+
+        Raises:
+            WorkflowExecutionError: a filter name is unknown or a filter left no target.
+        """
+        ordered = list(targets)
+        for name in filters:
+            chosen = self.filters.get(name)
+            if chosen is None:
+                raise WorkflowExecutionError(f"job {job.name}: no binding filter named {name!r}")
+            ordered = await chosen.get_targets(job, ordered)
+            if not ordered:
+                raise WorkflowExecutionError(f"job {job.name}: binding filter {name!r} left no target")
+        return await self.schedule(job, ordered, hardware_requirement)
 
     async def notify_status(self, job_name: str, status: Status) -> None:
         """A terminal status frees the job's resources, and waiting requests are reconsidered."""

@@ -124,6 +124,7 @@ class ExecuteStep(StepDef):
             ``[target]``), from ``streamflow.yml``.
         service: the service of its (first) target, if any.
         locations: how many locations each job needs at once (co-allocation).
+        filters: names of the binding filters that order ``targets`` for each job.
     """
 
     process: Any = None
@@ -135,6 +136,7 @@ class ExecuteStep(StepDef):
     targets: list[str] = field(default_factory=list)
     service: str | None = None
     locations: int = 1
+    filters: list[str] = field(default_factory=list)
     kind: str = field(init=False, default="execute")
 
 

@@ -60,3 +60,31 @@ def test_a_connector_that_does_not_exist_is_named(tmp_path: Path) -> None:
     (tmp_path / "streamflow.yml").write_text(text)
     with pytest.raises(ConfigError, match=r"deployments\.dc-mpi\.type.*fluxx"):
         load_config_run(str(tmp_path / "streamflow.yml"))
+
+
+def test_binding_filters_reach_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "main.cwl").write_text((EXAMPLES / "main.cwl").read_text())
+    (tmp_path / "config.yml").write_text("source: {class: File, path: main.cwl}\n")
+    (tmp_path / "streamflow.yml").write_text("""\
+version: v1.0
+workflows:
+  master:
+    type: cwl
+    config: {file: main.cwl, settings: config.yml}
+    bindings:
+      - step: /execute
+        target: [{deployment: a}, {deployment: b}]
+        filters: [spread]
+deployments:
+  a: {type: local, config: {}}
+  b: {type: local, config: {}}
+bindingFilters:
+  spread: {type: shuffle, config: {seed: 3}}
+""")
+    run = load_config_run(str(tmp_path / "streamflow.yml"))
+    assert run.filters == {"spread": ("shuffle", {"seed": 3})}
+    prepared = prepare(run.workflow, run.job)
+    apply_bindings(prepared.graph, run)
+    steps = {s.name: s for s in prepared.graph.steps.values() if isinstance(s, ExecuteStep)}
+    assert (steps["/execute"].targets, steps["/execute"].filters) == (["a", "b"], ["spread"])
+    assert (steps["/compile"].targets, steps["/compile"].filters) == (["__LOCAL__"], [])

@@ -6,8 +6,11 @@ import asyncio
 
 import pytest
 
+from streamflow.core.deployment import BindingFilter, Target
 from streamflow.core.scheduling import Hardware
 from streamflow.core.workflow import Job, Status
+from streamflow.errors import WorkflowExecutionError
+from streamflow.scheduling.filters import ShuffleBindingFilter
 from streamflow.scheduling.scheduler import DefaultScheduler, LocationCapacity, targets_of
 
 
@@ -80,3 +83,32 @@ async def test_slots_limit_jobs_per_location_and_unknown_targets_wait() -> None:
     await scheduler.close()
     with pytest.raises(asyncio.CancelledError):
         await blocked
+
+
+class _Reverse(BindingFilter):
+    """A test filter: the targets in reverse order."""
+
+    async def get_targets(self, job: Job, targets: list[Target]) -> list[Target]:
+        return list(reversed(targets))
+
+
+async def test_binding_filters_reorder_the_targets_of_each_job() -> None:
+    scheduler = DefaultScheduler(filters={"reverse": _Reverse("reverse")})
+    scheduler.record_locations("first", _nodes("first", "f1"))
+    scheduler.record_locations("second", _nodes("second", "s1"))
+    targets = targets_of(["first", "second"], None, 1)
+    plain = await scheduler.schedule_filtered(_job("a"), targets, [], Hardware(cores=1))
+    reversed_ = await scheduler.schedule_filtered(_job("b"), targets, ["reverse"], Hardware(cores=1))
+    assert (plain.target.deployment.name, reversed_.target.deployment.name) == ("first", "second")
+    with pytest.raises(WorkflowExecutionError, match="no binding filter named 'missing'"):
+        await scheduler.schedule_filtered(_job("c"), targets, ["missing"], Hardware(cores=1))
+
+
+async def test_shuffle_filter_is_a_permutation_reproducible_with_a_seed() -> None:
+    targets = targets_of([f"d{i}" for i in range(8)], None, 1)
+    job = _job("a")
+    first = await ShuffleBindingFilter("s", seed=7).get_targets(job, targets)
+    again = await ShuffleBindingFilter("s", seed=7).get_targets(job, targets)
+    assert [t.deployment.name for t in first] == [t.deployment.name for t in again]
+    assert sorted(t.deployment.name for t in first) == [f"d{i}" for i in range(8)]
+    assert [t.deployment.name for t in first] != [f"d{i}" for i in range(8)]
