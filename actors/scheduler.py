@@ -3,7 +3,7 @@
 It folds every step's ``JobRequested``, the locations each deployment offers
 (``DeploymentDeployed``; the implicit ``__LOCAL__`` deployment is this machine), where data
 already is (``DataLocationsRegistered``, ``DataTransferred``) and every job's end
-(``JobCompleted``, ``JobAbandoned``, ``JobCancelled``) into the run's
+(``JobCompleted``, ``JobAbandoned``) into the run's
 :class:`~streamflow.scheduling.scheduler.DefaultScheduler`, asks it to place each requested
 job (it waits for room and asks the run's scheduling ``Policy``, default ``data_locality``)
 and records each answer as ``JobScheduled``. Its allocations are a fold of its own
@@ -24,7 +24,6 @@ from events.schema import (
     DataTransferred,
     DeploymentDeployed,
     JobAbandoned,
-    JobCancelled,
     JobCompleted,
     JobRequested,
     JobScheduled,
@@ -117,7 +116,7 @@ class SchedulerActor(Actor):
                 self.allocations[body.job] = body
                 self._record(body)
             self.pending.pop(body.job, None)
-        elif isinstance(body, JobCompleted | JobAbandoned | JobCancelled):
+        elif isinstance(body, JobCompleted | JobAbandoned):
             if body.job not in self.released:
                 self.released.add(body.job)
                 self._freed = self.scheduler.release(body.job) or self._freed

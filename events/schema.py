@@ -49,7 +49,6 @@ __all__ = [
     "InputsLost",
     "InputsStaged",
     "JobAbandoned",
-    "JobCancelled",
     "JobCompleted",
     "JobFailed",
     "JobRequested",
@@ -72,7 +71,6 @@ __all__ = [
     "StagingFailed",
     "StepBinding",
     "StepFailed",
-    "StepStarted",
     "StepTerminated",
     "TokenEmitted",
 ]
@@ -231,10 +229,6 @@ class RunCancelled(Event, frozen=True, kw_only=True, tag="RunCancelled"):
 
 
 # --- step: sf.ev.<run>.step.<step> -------------------------------------------------
-
-
-class StepStarted(Event, frozen=True, kw_only=True, tag="StepStarted"):
-    """A step fired for the first time."""
 
 
 class JobRequested(Event, frozen=True, kw_only=True, tag="JobRequested"):
@@ -649,18 +643,6 @@ class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
     error_type: str = ""
 
 
-class JobCancelled(Event, frozen=True, kw_only=True, tag="JobCancelled"):
-    """An attempt was stopped because the run was cancelled.
-
-    Attributes:
-        job: the job id.
-        attempt: the attempt.
-    """
-
-    job: str
-    attempt: int = 1
-
-
 # --- recovery: sf.ev.<run>.recovery.<job> ------------------------------------------
 
 
@@ -760,7 +742,6 @@ EventBody = (
     | RunCompleted
     | RunFailed
     | RunCancelled
-    | StepStarted
     | JobRequested
     | JobReused
     | StepFailed
@@ -779,7 +760,6 @@ EventBody = (
     | JobStarted
     | JobCompleted
     | JobFailed
-    | JobCancelled
     | JobRetryScheduled
     | JobRollback
     | JobAbandoned

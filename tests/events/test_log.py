@@ -9,7 +9,7 @@ import pytest
 
 from events.codec import event_id
 from events.log import EventLog, Record, run_subject, valid_id
-from events.schema import JobStarted, RunStarted, RunSubmitted, StepStarted, StepTerminated, TokenEmitted
+from events.schema import JobStarted, RunStarted, RunSubmitted, StepFailed, StepTerminated, TokenEmitted
 from streamflow.errors import ConcurrencyError, RunNotFoundError
 
 DEADLINE = 10.0
@@ -50,7 +50,7 @@ async def test_a_different_key_is_a_different_event(event_log: EventLog) -> None
 async def test_expected_sequence_mismatch_raises_concurrency_error(event_log: EventLog) -> None:
     """A second writer that expects an empty subject (or a stale sequence) gets ConcurrencyError."""
     run = new_run()
-    first = await event_log.append(run, "step", "s1", StepStarted(), producer="a", expected_last_seq=0)
+    first = await event_log.append(run, "step", "s1", StepFailed(error="x"), producer="a", expected_last_seq=0)
     with pytest.raises(ConcurrencyError):
         await event_log.append(run, "step", "s1", StepTerminated(), producer="b", key="t", expected_last_seq=0)
     with pytest.raises(ConcurrencyError):
@@ -208,7 +208,7 @@ async def test_count_first_and_last(event_log: EventLog) -> None:
 async def test_envelope_carries_producer_causation_and_epoch(event_log: EventLog) -> None:
     """What append was told (producer, causation, epoch) is what read returns, with a writer timestamp."""
     run = new_run()
-    await event_log.append(run, "step", "s1", StepStarted(), producer="step:s1", causation_id="cause",
+    await event_log.append(run, "step", "s1", StepFailed(error="x"), producer="step:s1", causation_id="cause",
                            epoch=7)
     (record,) = await collect(event_log, run)
     env = record.envelope
