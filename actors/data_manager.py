@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 import structlog
 
 from actors._runtime import Actor, RunContext
+from events.backoff import Backoff
 from events.log import Record
 from events.schema import (
     DataLocationsRegistered,
@@ -215,6 +216,7 @@ class DataManagerActor(Actor):
         inputs = self.requests.get(job, {})
         key = (scheduled.deployment, scheduled.location)
         if key in self.remote and scheduled.deployment not in self.shared:
+            backoff = Backoff(initial=2.0, maximum=30.0)
             for attempt in range(1, STAGING_ATTEMPTS + 1):
                 try:
                     count, moved, paths = await self._stage_remote(job, scheduled, inputs)
@@ -230,7 +232,7 @@ class DataManagerActor(Actor):
                             error=str(exc), attempts=attempt), key="staging-failed")
                         self.to_stage.pop(job, None)
                         return
-                    await asyncio.sleep(min(30.0, 2.0 ** attempt))
+                    await backoff.wait()
             event = InputsStaged(job=job, location=scheduled.location, deployment=scheduled.deployment,
                                  transferred=count, bytes=moved, paths=paths)
         else:

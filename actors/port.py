@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from actors._runtime import Actor, RunContext
+from events.backoff import Backoff
 from events.codec import enc_hook
 from events.log import Record
 from events.schema import PortTerminated, StepTerminated, TokenEmitted
@@ -63,9 +64,7 @@ async def put_token(ctx: RunContext, port_id: str, request: PutRequest, *, timeo
         BusError: no port actor answered within ``deadline`` seconds.
     """
     payload = _req_encoder.encode(request)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    delay = 0.05
+    backoff = Backoff(deadline=deadline)
     while True:
         try:
             msg = await ctx.nc.request(put_subject(ctx.run_id, port_id), payload, timeout=timeout)
@@ -76,10 +75,9 @@ async def put_token(ctx: RunContext, port_id: str, request: PutRequest, *, timeo
         except StreamFlowError:
             raise
         except Exception as exc:  # timeouts, no responders while the port actor (re)starts
-            if loop.time() > end:
+            if backoff.expired:
                 raise BusError(f"port {port_id} did not acknowledge token {request.tag}: {exc!r}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            await backoff.wait()
 
 
 class PortActor(Actor):

@@ -33,6 +33,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.client import JetStreamContext
 
+from events.backoff import Backoff
 from events.codec import decode, encode, event_id, event_type
 from events.schema import Envelope, Event, EventBody
 from streamflow.errors import BusError, ConcurrencyError, EventLogError, FencedError, RunNotFoundError
@@ -303,8 +304,7 @@ class EventLog:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_seq)
         subject = run_subject(run_id, aggregate, agg_id)
         payload = encode(envelope)
-        deadline = time.monotonic() + self.retry_deadline
-        delay = 0.05
+        backoff = Backoff(deadline=self.retry_deadline)
         while True:
             try:
                 ack = await self.js.publish(subject, payload, stream=EVENTS_STREAM, headers=headers,
@@ -313,7 +313,7 @@ class EventLog:
                     _maybe_crash(kind)
                 return AppendResult(ack.seq, eid, bool(ack.duplicate))
             except nats.js.errors.BadRequestError as exc:
-                if exc.err_code == 10164 and time.monotonic() < deadline:
+                if exc.err_code == 10164 and not backoff.expired:
                     # Clustered streams check one expected-sequence subject at a time: another
                     # append checked against the same (fence) subject is still being replicated.
                     # Nothing was stored; check again in a moment.
@@ -334,10 +334,9 @@ class EventLog:
                 raise EventLogError(f"cannot append to {subject}: {exc}") from exc
             except _UNKNOWN_OUTCOME as exc:
                 # Unknown outcome: retry with the same message id (dedup makes it safe).
-                if time.monotonic() > deadline or self.nc.is_closed:
+                if backoff.expired or self.nc.is_closed:
                     raise BusError(f"append to {subject} not acknowledged: {exc!r}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await backoff.wait()
 
     async def publish_task(self, subject: str, payload: bytes, msg_id: str) -> None:
         """Queue a work item on ``SF_TASKS``, exactly once per ``msg_id``, retrying unknown outcomes.
@@ -359,16 +358,14 @@ class EventLog:
         Raises:
             BusError: still failing at the deadline, or the connection is closed.
         """
-        deadline = time.monotonic() + self.retry_deadline
-        delay = 0.05
+        backoff = Backoff(deadline=self.retry_deadline)
         while True:
             try:
                 return await call()
             except errors as exc:
-                if time.monotonic() > deadline or self.nc.is_closed:
+                if backoff.expired or self.nc.is_closed:
                     raise BusError(f"{failure}: {exc!r}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await backoff.wait()
 
     async def last(self, subject: str) -> tuple[int, Envelope] | None:
         """Return the last event on ``subject`` and its stream sequence, or None."""

@@ -41,6 +41,7 @@ import structlog
 from actors import worker as worker_module
 from actors.worker import RunHere, Worker
 from events.agents import ANNOUNCE_EVERY, AgentInfo, agent_key, agents_bucket
+from events.backoff import Backoff
 from events.log import EVENTS_STREAM, TASKS_STREAM, EventLog
 from streamflow.errors import BusError
 from streamflow.workflow.graph import WorkflowGraph
@@ -290,20 +291,17 @@ class Agent:
         no responders; ``Worker.run`` lets that escape, cancelling its running jobs (their tasks
         are redelivered after ``ack_wait``). The agent binds the consumer again and carries on.
         """
-        delay = 0.5
+        backoff = Backoff(initial=0.5, maximum=5.0)
         while True:
             try:
                 await worker.run(self.stop)
                 return
             except* _TRANSIENT as group:
                 log.warning("worker_restarting", deployment=worker.deployment,
-                            errors=[repr(e) for e in group.exceptions], delay=delay)
+                            errors=[repr(e) for e in group.exceptions], delay=backoff.delay)
             if self.stop.is_set():
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self.stop.wait()
-            delay = min(delay * 2, 5.0)
+            await backoff.wait(self.stop)
 
     async def _run_pool(self) -> bool:
         """Run every worker until drained; return True when the drain was cut short."""
