@@ -87,29 +87,23 @@ class ConnectorSource(Protocol):
     async def get_connector(self, deployment_name: str) -> Connector | None:
         """The connector of a deployment (deployed if needed), or None if unknown."""
 
+
+def _positive_env(name: str, default: float) -> float:
+    """A positive number from the environment variable ``name`` (``default`` if unset or invalid)."""
+    try:
+        value = float(os.environ.get(name, str(default)))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 #: Seconds the server waits for a sign of life before redelivering a task (env
 #: ``STREAMFLOW_ACK_WAIT``); workers heartbeat every third of it.
-def _ack_wait_from_env() -> float:
-    try:
-        value = float(os.environ.get("STREAMFLOW_ACK_WAIT", "10"))
-    except ValueError:
-        return 10.0
-    return value if value > 0 else 10.0
+ACK_WAIT = _positive_env("STREAMFLOW_ACK_WAIT", 10.0)
 
-
-ACK_WAIT = _ack_wait_from_env()
-
-
-def _max_deliver_from_env() -> int:
-    try:
-        value = int(os.environ.get("STREAMFLOW_MAX_DELIVER", "5"))
-    except ValueError:
-        return 5
-    return value if value > 0 else 5
-
-
-#: Deliveries of one task without a result before it is failed as a poison task.
-MAX_DELIVER = _max_deliver_from_env()
+#: Deliveries of one task without a result before it is failed as a poison task (env
+#: ``STREAMFLOW_MAX_DELIVER``).
+MAX_DELIVER = int(_positive_env("STREAMFLOW_MAX_DELIVER", 5))
 
 
 def consumer_name(deployment: str) -> str:
