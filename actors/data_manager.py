@@ -138,11 +138,6 @@ class DataManagerActor(Actor):
         super().restore(state)
         self.data._copies = self.copies
 
-    @property
-    def registry(self) -> dict[str, set[tuple[str, str]]]:
-        """path -> the (deployment, location) pairs holding it."""
-        return {path: set(copies) for path, copies in self.copies.items()}
-
     def interested(self, record: Record) -> bool:
         return record.aggregate in ("data", "alloc", "job", "step", "deploy")
 

@@ -55,7 +55,6 @@ class DeploymentActor(Actor):
 
     SNAPSHOT: ClassVar[dict[str, Any]] = {
         "needed": set[str],
-        "recorded": dict[str, int],
         "failed": set[str],
     }
 
@@ -67,7 +66,6 @@ class DeploymentActor(Actor):
         self.generation = int(ctx.settings.get("generation", 0))
         self.needed: set[str] = {name for name, config in deployments.configs.items()
                                  if name != LOCAL_DEPLOYMENT and not config.lazy}
-        self.recorded: dict[str, int] = {}  # deployment -> generation of its last DeploymentDeployed
         self.failed: set[str] = set()
         self.up_here: list[str] = []  # deployed by this process, in order
         self.offered: dict[str, list[LocationInfo]] = {}  # what its connector offers, once deployed here
@@ -84,7 +82,6 @@ class DeploymentActor(Actor):
                 self.needed.add(body.target)
             self.needed.update(t for t in body.targets if t != LOCAL_DEPLOYMENT)
         elif isinstance(body, DeploymentDeployed):
-            self.recorded[body.deployment] = max(self.recorded.get(body.deployment, -1), body.generation)
             if body.generation == self.generation:
                 self._signatures.setdefault(body.deployment, _signature(body.locations))
         elif isinstance(body, DeploymentFailed) and body.generation == self.generation:
@@ -146,7 +143,6 @@ class DeploymentActor(Actor):
             host=f"{socket.gethostname()}/{os.getpid()}", generation=self.generation),
             key=f"deployed/{self.generation}/{signature}")
         self._signatures[name] = signature
-        self.recorded[name] = self.generation
 
     async def _clean(self, name: str) -> None:
         config = self.deployments.configs.get(name)

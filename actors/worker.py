@@ -386,12 +386,10 @@ class Worker:
             DeploymentError: the deployment is unknown here or cannot be brought up.
         """
         if self.deployments is None:
-            from streamflow.connectors.local import LocalConnector
-
             if task.deployment != LOCAL_DEPLOYMENT:
                 raise DeploymentError(f"this worker serves only {LOCAL_DEPLOYMENT}, not {task.deployment!r}",
                                       retryable=False)
-            self.deployments = _LocalOnly(LocalConnector(LOCAL_DEPLOYMENT, os.getcwd()))
+            self.deployments = RunHere()
         connector = await self.deployments.get_connector(task.deployment)
         if connector is None:
             raise DeploymentError(f"no deployment named {task.deployment!r} in this process", retryable=False)
@@ -521,25 +519,14 @@ def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobComple
 
 
 class RunHere:
-    """The deployments of an agent's workers: whatever deployment it serves, jobs run on this
-    machine (the agent runs *at* the deployment), through the local connector."""
+    """Jobs on this machine through the local connector, whatever their deployment: an agent's
+    workers (the agent runs *at* the deployment) and a worker given no deployment manager
+    (which serves only ``__LOCAL__``)."""
 
     def __init__(self) -> None:
         from streamflow.connectors.local import LocalConnector
 
         self.connector: Connector = LocalConnector(LOCAL_DEPLOYMENT, os.getcwd())
-        self.configs: dict[str, Any] = {}
 
     async def get_connector(self, deployment_name: str) -> Connector | None:
         return self.connector
-
-
-class _LocalOnly:
-    """The deployments of a worker given none: this machine only."""
-
-    def __init__(self, connector: Connector) -> None:
-        self.connector = connector
-        self.configs: dict[str, Any] = {}
-
-    async def get_connector(self, deployment_name: str) -> Connector | None:
-        return self.connector if deployment_name == LOCAL_DEPLOYMENT else None

@@ -19,7 +19,7 @@ from streamflow.connectors.base import (
     process_stream_writer,
     stream_copy,
 )
-from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, reaper, wait_exit
+from streamflow.connectors.procguard import kill_leftovers, precheck, reaper, wait_exit
 from streamflow.core.data import StreamWrapper
 from streamflow.core.deployment import Connector, ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
@@ -209,7 +209,7 @@ class LocalConnector(Connector):
                         command[0],
                     )
                 process = await asyncio.create_subprocess_exec(
-                    *guarded(command),
+                    *command,
                     stdin=stdin_arg,
                     stdout=stdout_arg,
                     stderr=stderr_arg,

@@ -24,15 +24,10 @@ import sys
 import threading
 from typing import IO, Any
 
-__all__ = ["GUARD", "guarded", "kill_leftovers", "precheck", "reaper", "wait_exit"]
+__all__ = ["GUARD", "kill_leftovers", "precheck", "reaper", "wait_exit"]
 
 GUARD = os.path.abspath(__file__)
 """The path of this script."""
-
-def guarded(command: list[str]) -> list[str]:
-    """The argument list of a job command (unchanged: :func:`reaper` watches its group)."""
-    return command
-
 
 class Reaper:
     """The engine side of the reaper: registers and unregisters job process groups."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from streamflow.connectors.procguard import guarded, kill_leftovers, precheck, reaper, wait_exit
+from streamflow.connectors.procguard import kill_leftovers, precheck, reaper, wait_exit
 from streamflow.cwl.commandline import build_command_line, join_shell
 from streamflow.cwl.container import (
     ImageUnavailable,
@@ -142,7 +142,7 @@ async def local_run(
         stderr_f = stack.enter_context(open(stderr, "wb")) if stderr else default
         try:
             proc = await asyncio.create_subprocess_exec(
-                *guarded(command),
+                *command,
                 cwd=workdir,
                 env=environment,
                 stdin=stdin_f,

@@ -69,12 +69,6 @@ class DefaultDataManager(DataManager):
         self._copies.setdefault(relpath, {})[(location.deployment, location.name)] = copy
         return copy
 
-    def forget(self, deployment: str, location: str | None = None) -> None:
-        """Drop every copy on ``deployment`` (or on one of its locations): it was torn down."""
-        for copies in self._copies.values():
-            for key in [k for k in copies if k[0] == deployment and (location is None or k[1] == location)]:
-                del copies[key]
-
     def copy_on(self, relpath: str, deployment: str, location: str) -> str | None:
         """Where the data known here as ``relpath`` is on a location, if it is there.
 
@@ -90,15 +84,6 @@ class DefaultDataManager(DataManager):
                 return None
             rest = posixpath.join(posixpath.basename(current), rest) if rest else posixpath.basename(current)
             current = parent
-
-    def sizes_by_location(self, relpaths: Sequence[str]) -> dict[_Key, int]:
-        """Bytes of ``relpaths`` each location holds (for data-locality scheduling)."""
-        totals: dict[_Key, int] = {}
-        for relpath in relpaths:
-            for key, copy in self._copies.get(relpath, {}).items():
-                if copy.available:
-                    totals[key] = totals.get(key, 0) + max(copy.size, 1)
-        return totals
 
     # --- the DataManager interface --------------------------------------------------------------
 

@@ -138,8 +138,7 @@ class ConnectorCommand:
     async def _run_there(self, command: list[str], environment: dict[str, str], workdir: str, stdin: str | None,
                          stdout: str | None, stderr: str | None, timeout: float | None) -> int:
         root = self.remote_root
-        await self._checked(["mkdir", "-p", posixpath.dirname(root)])
-        await self.connector.copy_local_to_remote(self.local_root, root, [self.location])
+        await self.connector.copy_local_to_remote(self.local_root, root, [self.location])  # parents created
         # PATH stays the location's own: this machine's means nothing there.
         env = {k: self.paths(v) for k, v in environment.items() if k != "PATH"}
         env.update(self.extra_environment)
@@ -168,12 +167,6 @@ class ConnectorCommand:
                 else:
                     sys.stderr.buffer.write(data)
                     sys.stderr.flush()
-
-    async def _checked(self, command: list[str]) -> None:
-        result = await self.connector.run(self.location, command, capture_output=True)
-        if isinstance(result, tuple) and result[1] != 0:
-            raise RemoteCommandError(f"{' '.join(command)} failed on {self.location}: {result[0]}",
-                                     location=str(self.location))
 
 
 def _exit_code(result: tuple[str, int] | int | None) -> int:
