@@ -138,6 +138,11 @@ class DataManagerActor(Actor):
         super().restore(state)
         self.data._copies = self.copies
 
+    @property
+    def registry(self) -> dict[str, set[tuple[str, str]]]:
+        """path -> the (deployment, location) pairs holding it (what the golden logs compare)."""
+        return {path: set(copies) for path, copies in self.copies.items()}
+
     def interested(self, record: Record) -> bool:
         return record.aggregate in ("data", "alloc", "job", "step", "deploy")
 
