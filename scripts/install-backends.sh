@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the real execution back-ends the connector tests start by themselves: OpenSSH's
-# sshd, single-node Slurm (+ the PBS-style qsub/qstat wrappers), and rootful Podman.
+# sshd, single-node Slurm (+ the PBS-style qsub/qstat wrappers), rootful Podman, and Chromium
+# (+ chromium-driver) for the UI's browser tests (Playwright drives /usr/bin/chromium).
 # Runs only as root on a Debian-like machine with apt-get; elsewhere it says what it skipped
 # and the tests that need a missing back-end skip with that reason.
 # Usage: bash scripts/install-backends.sh
 set -euo pipefail
 
 PACKAGES=(openssh-server openssh-client slurmctld slurmd slurm-client slurm-wlm-torque munge
-          podman runc busybox-static)
+          podman runc busybox-static chromium chromium-driver)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
