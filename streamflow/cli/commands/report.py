@@ -5,8 +5,9 @@ placed (``JobScheduled``: deployment and location), started (``JobStarted``: the
 attempt's start, the server's timestamp of that record) and ended (``JobCompleted`` or
 ``JobFailed``); reused jobs (``JobReused``) are listed apart. The data is the run's one
 projection (:class:`events.projections.RunSummary`), read through the ``Database``. The rows are written as JSON, CSV, or a single
-self-contained HTML page: a plotly Gantt chart with plotly.js inlined, plus the same data
-as JSON in ``<script type="application/json" id="sf-report-data">`` so that programs
+self-contained HTML page: plotly.js and the timeline component that ``streamflow ui`` also
+uses (``streamflow/ui/static/timeline.js``) inlined, drawing the same data that the page
+embeds as JSON in ``<script type="application/json" id="sf-report-data">`` so that programs
 (and tests) can read it without a browser.
 
 :class:`Timeline` presents that projection; ``streamflow prov`` reuses it.
@@ -139,41 +140,54 @@ def _to_csv(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def _to_html(data: dict[str, Any], *, group_by_step: bool) -> str:
-    import plotly.graph_objects as go  # type: ignore[import-untyped]
+TIMELINE_JS = Path(__file__).resolve().parents[2] / "ui" / "static" / "timeline.js"
+"""The timeline component shared with ``streamflow ui`` (the report inlines it)."""
 
-    fig = go.Figure()
-    rows = data["jobs"]
-    end_of_run = data["ended_at"] or max((r["end"] or r["start"] for r in rows), default=0.0)
-    locations = sorted({f"{r['deployment']}/{r['location']}" for r in rows})
-    for location in locations:
-        mine = [r for r in rows if f"{r['deployment']}/{r['location']}" == location]
-        ys = [r["step_name"] if group_by_step else f"{r['step_name']} [{r['tag']}] #{r['attempt']}"
-              for r in mine]
-        fig.add_trace(go.Bar(
-            name=location,
-            orientation="h",
-            y=ys,
-            base=[_iso(r["start"]) for r in mine],
-            x=[max(1.0, ((r["end"] or end_of_run) - r["start"]) * 1000.0) for r in mine],
-            customdata=[[r["job"], r["status"], r["duration"], r["worker"]] for r in mine],
-            hovertemplate=("job %{customdata[0]}<br>%{customdata[1]} in %{customdata[2]:.3f}s"
-                           "<br>worker %{customdata[3]}<extra>%{fullData.name}</extra>"),
-        ))
-    fig.update_layout(
-        title=f"StreamFlow run {data['run_id']} ({data['name']}): {data['status']}",
-        barmode="overlay",
-        xaxis={"type": "date", "title": "time (UTC)"},
-        yaxis={"autorange": "reversed", "title": "step" if group_by_step else "job"},
-        legend={"title": {"text": "location"}},
-        height=max(400, 28 * len({*(r["step_name"] for r in rows)} if group_by_step else rows) + 200),
-    )
-    page: str = fig.to_html(full_html=True, include_plotlyjs=True)
-    if data.get("transfers"):
-        page = page.replace("</body>", _transfers_table(data["transfers"]) + "</body>", 1)
+_PAGE_STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2328;
+       margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; }
+h1 { font-size: 1.3rem; margin: 0 0 .3rem; } h2 { font-size: 1.05rem; margin-top: 1.5rem; }
+.sf-meta { color: #59616b; margin: 0 0 1rem; } code { font-family: ui-monospace, Menlo, Consolas, monospace; }
+table { border-collapse: collapse; font-size: .85rem; } th, td { border-bottom: 1px solid #e3e6ea;
+       padding: .25rem .6rem; text-align: left; } th { background: #f4f5f7; }
+label { font-size: .9rem; }
+"""
+
+
+def _inline_script(code: str) -> str:
+    """``code`` as an inline ``<script>`` whose text cannot close the element early."""
+    return "<script>" + code.replace("</script", "<\\/script") + "</script>\n"
+
+
+def _to_html(data: dict[str, Any], *, group_by_step: bool) -> str:
+    """One self-contained page: plotly.js and the shared timeline component inlined, the data
+    embedded as JSON and drawn by ``SFTimeline.renderReport``."""
+    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+
+    name = html.escape(str(data["name"]))
+    run_id = html.escape(str(data["run_id"]))
+    duration = "" if data["duration"] is None else f", {data['duration']:.1f} s"
+    meta = (f"<code>{run_id}</code> &middot; {html.escape(str(data['status']))}{duration} &middot; "
+            f"{len(data['jobs'])} attempts, {len(data['reused'])} reused, {len(data['waiting'])} waiting"
+            f" &middot; submitted {html.escape(_iso(data['submitted_at']))}")
     payload = json.dumps(data, sort_keys=True, default=str).replace("</", "<\\/")
-    tag = f'<script type="application/json" id="sf-report-data">{payload}</script>\n'
-    return page.replace("</body>", tag + "</body>", 1) if "</body>" in page else page + tag
+    group = "step" if group_by_step else "location"
+    parts = [
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+        f"<title>StreamFlow report: {name} ({run_id})</title>\n<style>{_PAGE_STYLE}</style>\n",
+        _inline_script(get_plotlyjs()),
+        _inline_script(TIMELINE_JS.read_text(encoding="utf-8")),
+        "</head>\n<body>\n",
+        f"<h1>StreamFlow run {name}</h1>\n<p class=\"sf-meta\">{meta}</p>\n",
+        '<label>Lanes: <select id="sf-group-by"><option value="location">by location</option>'
+        '<option value="step">by step</option></select></label>\n',
+        '<div id="sf-timeline"></div>\n',
+        _transfers_table(data["transfers"]) if data.get("transfers") else "",
+        f'<script type="application/json" id="sf-report-data">{payload}</script>\n',
+        f'<script>SFTimeline.renderReport("sf-report-data", "sf-timeline", "{group}");</script>\n',
+        "</body>\n</html>\n",
+    ]
+    return "".join(parts)
 
 
 def _transfers_table(transfers: list[dict[str, Any]]) -> str:
