@@ -579,31 +579,10 @@ def _format_human(record: Any) -> str:
 
 
 def record_to_json(record: Any) -> dict[str, Any]:
-    """The ``--json`` form of an event: seq, run_id, type, time and the event's fields."""
-    import msgspec
+    """The ``--json`` form of an event (:func:`streamflow.runs.events.record_to_json`)."""
+    from streamflow.runs.events import record_to_json as to_json
 
-    from events.codec import event_type
-
-    body = msgspec.to_builtins(record.body)
-    out: dict[str, Any] = {
-        "seq": record.seq or record.stream_seq,
-        "stream_seq": record.stream_seq,
-        "run_id": record.envelope.run_id,
-        "type": event_type(record.body),
-        "time": record.time or record.envelope.occurred_at / 1e9,
-        "subject": record.subject,
-        "aggregate": record.aggregate,
-        "id": record.agg_id,
-        "event_id": record.envelope.event_id,
-        "actor": record.envelope.producer,
-        "causation_id": record.envelope.causation_id,
-        "epoch": record.envelope.epoch,
-    }
-    reserved = {"seq", "stream_seq", "run_id", "type", "time"}
-    for key, value in body.items():
-        if key not in reserved:
-            out[key] = value  # the event's own fields win over envelope metadata
-    return out
+    return to_json(record)
 
 
 async def _cmd_events(args: argparse.Namespace) -> int:
@@ -616,29 +595,25 @@ async def _cmd_events(args: argparse.Namespace) -> int:
     async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
-        step_ids: set[str] = set()
+        from streamflow.runs.events import EventFilter, is_final, step_ids
+
+        keep = EventFilter(types=set(args.types or []), since=args.since)
         if args.step and args.run_id:
             from events.schema import RunSubmitted
 
             first = await log_.first(f"sf.ev.{args.run_id}.wf")
             if first and isinstance(first[1].body, RunSubmitted):
-                steps = first[1].body.steps
-                step_ids = {sid for sid, name in steps.items() if args.step in (sid, name)}
-                if not step_ids:
+                keep.steps = step_ids(first[1].body, args.step)
+                if not keep.steps:
                     _err(f"events: run {args.run_id} has no step {args.step!r}")
                     return EXIT_INVALID
         until_end = bool(args.follow and not args.forever and not args.all)
         if args.follow and not args.all and not args.forever and not await log_.exists(args.run_id):
             raise RunNotFoundError(f"no run {args.run_id!r} in the event log (--forever waits for it)")
         source = log_.read_all(follow=args.follow) if args.all else log_.read(args.run_id, follow=args.follow)
-        types = set(args.types or [])
 
         def _show(record: Any) -> None:
-            if record.seq and record.seq <= args.since:
-                return
-            if types and type(record.body).__struct_config__.tag not in types:
-                return
-            if step_ids and not _touches_step(record, step_ids):
+            if not keep.keeps(record):
                 return
             if args.json:
                 sys.stdout.write(json.dumps(record_to_json(record), default=str) + "\n")
@@ -650,7 +625,7 @@ async def _cmd_events(args: argparse.Namespace) -> int:
         async for record in source:
             count = record.seq or count + 1
             _show(record)
-            if until_end and await _is_final(log_, record):
+            if until_end and await is_final(log_, record):
                 ended_at = record.stream_seq
                 break
         if ended_at:
@@ -661,28 +636,6 @@ async def _cmd_events(args: argparse.Namespace) -> int:
                 count += 1
                 _show(dataclasses.replace(record, seq=count))
     return EXIT_OK
-
-
-async def _is_final(log_: Any, record: Any) -> bool:
-    """Whether ``record`` ends its run: a RunCompleted/Failed/Cancelled that is the last
-    event of the run's lifecycle (a cancelled run that was resumed goes on)."""
-    from events.log import run_subject
-    from events.schema import RunCancelled, RunCompleted, RunFailed
-
-    if not isinstance(record.body, RunCompleted | RunFailed | RunCancelled):
-        return False
-    last = await log_.last(run_subject(record.envelope.run_id, "wf"))
-    return last is not None and int(last[0]) == record.stream_seq
-
-
-def _touches_step(record: Any, step_ids: set[str]) -> bool:
-    if record.aggregate == "step":
-        return record.agg_id in step_ids
-    agg_id = record.agg_id or ""
-    if record.aggregate in ("alloc", "job", "data", "recovery"):
-        return agg_id.split("-")[0] in step_ids
-    producer = getattr(record.body, "producer", None)
-    return isinstance(producer, str) and producer in step_ids
 
 
 async def _summaries(log_: Any) -> list[Any]:

@@ -5,7 +5,8 @@ The run's supervisor (the process holding the run's lease) receives the request 
 back: ``wf`` has one writer. When no process hosts the run (it crashed), this command
 becomes that writer: it takes the run's lease (refused while a live process holds it),
 writes its fence and records ``RunCancelled`` fenced, then gives the lease back. An
-invalid or unknown run id is refused (exit 2) and nothing is written.
+invalid or unknown run id is refused (exit 2) and nothing is written. The logic is
+:func:`streamflow.runs.control.cancel_run`, which the web UI calls too.
 """
 
 from __future__ import annotations
@@ -30,45 +31,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from events.lease import acquire_lease, lease_key, write_fence
-    from events.log import EventLog, run_subject
-    from events.projections import RunSummary
-    from events.schema import RunCancelled
+    from events.log import EventLog
     from streamflow.bus import open_bus
     from streamflow.cli.main import bus_options
-    from streamflow.errors import LeaseError
+    from streamflow.runs.control import cancel_run
 
     async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
-        if not await log_.exists(args.run_id):  # nothing is written for a run that does not exist
-            print(f"streamflow: no run {args.run_id!r} in the event log", file=sys.stderr)
-            return 2
-        summary = RunSummary(run_id=args.run_id)
-        async for record in log_.read(args.run_id, subject_filter=run_subject(args.run_id, "wf")):
-            summary.apply(record)
-        if summary.status in ("COMPLETED", "FAILED", "CANCELLED"):
-            print(f"streamflow: run {args.run_id} is already {summary.status}", file=sys.stderr)
-            return 0
-        try:
-            await nc.request(f"sf.ctl.{args.run_id}.cancel", args.reason.encode(), timeout=5)
-            print(f"streamflow: run {args.run_id} cancelled", file=sys.stderr)
-            return 0
-        except Exception:  # no live supervisor answers: become it, under the run's lease
-            pass
-        try:
-            lease = await acquire_lease(log_.js, lease_key(args.run_id, "supervisor"))
-        except LeaseError as exc:
-            print(f"streamflow: run {args.run_id} did not answer the cancel request: {exc}", file=sys.stderr)
-            return 1
-        try:
-            fence = await write_fence(log_, args.run_id, "supervisor", lease)
-            await log_.append(args.run_id, "wf", None, RunCancelled(reason=args.reason), producer="run",
-                              key=f"final/{summary.resumed}", fence=fence)
-        finally:
-            await lease.release()
-        print(f"streamflow: run {args.run_id} cancelled (no live process)", file=sys.stderr)
-        return 0
+        result = await cancel_run(log_, args.run_id, args.reason)
+    print(f"streamflow: {result.message}", file=sys.stderr)
+    return result.code
 
 
 def run(args: argparse.Namespace) -> int:
