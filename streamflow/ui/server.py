@@ -344,8 +344,11 @@ def build_app(state: UIState) -> Starlette:
             state.reap(proc)
         return _action(result, run_id=result.run_id, pid=result.pid)
 
-    async def not_found(request: Request) -> Response:
-        return _error(f"no route {request.url.path[:200]}", 404)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = int(getattr(exc, "status_code", 500))
+        if status == 405:
+            return _error(f"method {request.method} not allowed on {request.url.path[:200]}", 405)
+        return _error(f"no route {request.url.path[:200]}", status)
 
     routes = [
         Route("/", index),
@@ -365,9 +368,8 @@ def build_app(state: UIState) -> Starlette:
         Route("/api/runs/{run}/cancel", cancel, methods=["POST"]),
         Route("/api/runs/{run}/resume", resume, methods=["POST"]),
         Route("/api/runs/{run}/rerun", rerun, methods=["POST"]),
-        Route("/api/{rest:path}", not_found, methods=["GET", "POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
     app.add_middleware(AuthMiddleware, auth=state.options.auth)
     return app
 
