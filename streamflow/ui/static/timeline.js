@@ -34,6 +34,7 @@
 
   function laneOf(row, groupBy) {
     if (groupBy === "step") { return row.step_name || row.step; }
+    if (row.deployment === "__LOCAL__") { return row.location || "local"; }
     return (row.deployment || "?") + "/" + (row.location || "?");
   }
 
@@ -114,7 +115,7 @@
     layout.bargap = 0.25;
     layout.yaxis = {
       type: "category", categoryorder: "array", categoryarray: categories,
-      autorange: "reversed", automargin: true, title: { text: opts.groupBy === "step" ? "step" : "location" },
+      autorange: "reversed", automargin: true,
     };
     layout.height = Math.max(260, 24 * categories.length + 150);
     return { traces: traces, layout: layout };
@@ -188,6 +189,49 @@
     return { traces: traces, layout: layout };
   }
 
+  /** The server's aggregation (``GET /api/runs/{run}/timeline`` over 2,000 attempts):
+   *  ``buckets = {start, width, count, by, lanes: [{lane, running: [n per slice], completed,
+   *  failed}]}`` where running counts the attempts overlapping each slice; ``jobs`` then holds
+   *  the failed attempts only. */
+  function serverAggregated(data, opts) {
+    var b = data.buckets;
+    var xs = [];
+    for (var i = 0; i < b.count; i++) { xs.push(iso(b.start + (i + 0.5) * b.width)); }
+    var lanes = b.lanes.slice().sort(function (x, y) { return x.lane < y.lane ? -1 : 1; });
+    var traces = lanes.map(function (lane, k) {
+      return {
+        type: "bar", name: lane.lane + " (" + lane.completed + " done, " + lane.failed + " failed)",
+        x: xs, y: lane.running, width: b.width * 1000,
+        marker: { color: LANE_PALETTE[k % LANE_PALETTE.length] },
+        hovertemplate: "%{y} attempts running<extra>" + String(lane.lane).replace(/</g, "&lt;") + "</extra>",
+      };
+    });
+    var failed = (data.jobs || []).filter(function (r) { return r.status === "FAILED"; });
+    if (failed.length) {
+      traces.push({
+        type: "scatter", mode: "markers", name: "failed attempt",
+        x: failed.map(function (r) { return iso(r.end || r.start); }),
+        y: failed.map(function () { return 0; }),
+        text: failed.map(function (r) { return (r.step_name || r.step) + " [" + r.tag + "] failed"; }),
+        customdata: failed.map(function (r) { return [r.job]; }),
+        marker: { color: COLOURS.FAILED, symbol: "x", size: 7 },
+        hovertemplate: "%{text}<extra></extra>",
+      });
+    }
+    var layout = baseLayout(data, opts);
+    layout.barmode = "stack";
+    layout.bargap = 0;
+    layout.yaxis = { title: { text: "attempts running" }, rangemode: "tozero", automargin: true };
+    layout.height = 380;
+    layout.annotations = [{
+      xref: "paper", yref: "paper", x: 0, y: 1.02, yanchor: "bottom", showarrow: false, xanchor: "left",
+      font: { size: 12, color: "#59616b" },
+      text: "aggregated by the server: attempts running per " + (b.by === "step" ? "step" : "location") +
+        " in " + b.count + " time slices of " + b.width.toFixed(b.width < 10 ? 2 : 0) + " s; failed attempts marked x",
+    }];
+    return { traces: traces, layout: layout };
+  }
+
   function baseLayout(data, opts) {
     var layout = {
       margin: { l: 10, r: 20, t: opts.title ? 50 : 36, b: 50 },
@@ -219,7 +263,7 @@
       now = data.ended_at || rows.reduce(function (m, r) { return Math.max(m, r.end || r.start); }, 0);
     }
     var Plotly = root.Plotly;
-    if (!rows.length) {
+    if (!rows.length && !(data.aggregated && data.buckets)) {
       if (el.data) { Plotly.purge(el); }
       el.innerHTML = "";
       var empty = document.createElement("p");
@@ -230,6 +274,9 @@
     }
     var packed = null;
     var aggregate = opts.aggregate;
+    if (data.aggregated && data.buckets) {
+      return draw(el, data, opts, serverAggregated(data, opts), true);
+    }
     if (aggregate === undefined) {
       aggregate = rows.length > AGGREGATE_OVER;
       if (!aggregate) {
@@ -239,6 +286,11 @@
     }
     var view = aggregate ? aggregated(data, opts, rows, now)
                          : detailed(data, opts, packed || pack(rows, opts.groupBy, now), now);
+    return draw(el, data, opts, view, aggregate);
+  }
+
+  function draw(el, data, opts, view, aggregate) {
+    var Plotly = root.Plotly;
     view.layout.uirevision = (data.run_id || "") + ":" + (opts.groupBy || "location") + ":" + (aggregate ? "a" : "d");
     var config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
     var empty2 = el.querySelector(".sf-timeline-empty");
@@ -249,7 +301,7 @@
       Plotly.react(el, view.traces, view.layout, config);
     }
     el.setAttribute("data-view", aggregate ? "aggregated" : "detailed");
-    el.setAttribute("data-attempts", String(rows.length));
+    el.setAttribute("data-attempts", String((data.jobs || []).length));
     if (opts.onJob && !el.__sfClick) {
       el.__sfClick = true;
       el.on("plotly_click", function (event) {
@@ -265,13 +317,12 @@
   function renderReport(dataId, elId, groupBy) {
     var data = JSON.parse(document.getElementById(dataId).textContent);
     var el = document.getElementById(elId);
-    var draw = function (by) { render(el, data, { groupBy: by }); };
     var select = document.getElementById("sf-group-by");
     if (select) {
       select.value = groupBy;
-      select.addEventListener("change", function () { draw(select.value); });
+      select.addEventListener("change", function () { render(el, data, { groupBy: select.value }); });
     }
-    draw(groupBy);
+    render(el, data, { groupBy: groupBy });
   }
 
   root.SFTimeline = {
