@@ -91,7 +91,13 @@ class Auth:
     origins: set[str] = field(default_factory=set)
 
     def bind(self, host: str, port: int) -> None:
-        """Accept the ``Host``/``Origin`` of the address the server listens on."""
+        """Accept the ``Host``/``Origin`` of the address the server listens on.
+
+        A wildcard address (``0.0.0.0``, ``::``) accepts any ``Host`` (the machine's names
+        are not known), and then an ``Origin`` must match the request's own ``Host``.
+        """
+        if host in ("0.0.0.0", "::", ""):
+            return
         names = {host}
         if host in ("127.0.0.1", "localhost", "::1"):
             names |= {"127.0.0.1", "localhost", "[::1]"}
@@ -175,7 +181,8 @@ class AuthMiddleware:
                 await _error(send, 405, f"method {method} not allowed")
                 return
             origin = headers.get("origin")
-            if origin is not None and origin not in self.auth.origins:
+            allowed = self.auth.origins or {f"http://{headers.get('host', '')}"}
+            if origin is not None and origin not in allowed:
                 await _error(send, 403, "cross-origin request refused")
                 return
             csrf = headers.get(CSRF_HEADER, "")

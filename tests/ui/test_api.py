@@ -345,7 +345,6 @@ def test_runs_stream_sends_the_list(client: httpx.Client, done_run: str) -> None
     assert event == "runs" and done_run in {row["run_id"] for row in data["runs"]}
 
 
-@pytest.mark.slow
 def test_cancel_resume_and_rerun_through_the_api(client: httpx.Client, csrf: str, ui_server: UIServer,
                                                  tmp_path: Path) -> None:
     run_id = _run_id("act")
@@ -383,3 +382,38 @@ def test_cancel_resume_and_rerun_through_the_api(client: httpx.Client, csrf: str
     rows = {row["run_id"]: row for row in client.get("/api/runs").json()["runs"]}
     assert rows[new]["rerun_of"] == run_id
     assert client.post("/api/runs/nosuchrun/resume", headers=post).status_code == 404
+
+
+# --- the feeds' cost ------------------------------------------------------------------------
+
+
+def test_a_feed_update_carries_only_what_changed() -> None:
+    """After 2,000 requested jobs, one JobStarted gives one step row and one attempt row, and
+    the incremental counts equal the read model's own (``RunSummary.to_dict``)."""
+    from events.log import Record
+    from events.schema import Envelope, JobCompleted, JobRequested, JobStarted, RunStarted, RunSubmitted
+    from streamflow.ui.live import RunFold
+
+    seq = iter(range(1, 10_000))
+
+    def record(subject: str, body: Any) -> Record:
+        n = next(seq)
+        return Record(stream_seq=n, subject=f"sf.ev.r1.{subject}", seq=n, time=1000.0 + n,
+                      envelope=Envelope(event_id=f"e{n}", run_id="r1", producer="test", body=body))
+
+    fold = RunFold("r1", track=True)
+    fold.apply(record("wf", RunSubmitted(name="big", workflow="big.cwl", steps={"s1": "/work", "s2": "/other"})))
+    fold.apply(record("wf", RunStarted()))
+    for i in range(2000):
+        fold.apply(record("step.s1", JobRequested(job=f"s1-{i}", step="s1", tag=str(i))))
+    fold.take_changes()
+    fold.apply(record("job.s1-5", JobStarted(job="s1-5")))
+    steps, attempts = fold.take_changes()
+    assert [s["id"] for s in steps] == ["s1"] and steps[0]["jobs"] == {"waiting": 1999, "running": 1,
+                                                                       "completed": 0, "failed": 0}
+    assert [a["job"] for a in attempts] == ["s1-5"]
+    fold.apply(record("job.s1-5", JobCompleted(job="s1-5")))
+    expected = fold.summary.to_dict()["jobs"]
+    counts = fold.job_counts()
+    assert {k: counts[k] for k in expected} == expected and counts["running"] == 0 and counts["waiting"] == 1999
+    assert fold.take_changes()[0][0]["state"] == "running"
