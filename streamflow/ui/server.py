@@ -105,6 +105,11 @@ class UIState:
         while True:
             await asyncio.sleep(min(10.0, self.options.idle / 2))
             now = time.monotonic()
+            if self.index.failed:  # its consumer died (the bus was gone too long): start over
+                log.warning("ui: the runs index stopped; restarting it")
+                await self.index.stop()
+                self.index = RunsIndex(self.log, self.options.interval)
+                self.index.start()
             for run_id, feed in list(self.feeds.items()):
                 if not feed.subscribers and now - feed.last_used > self.options.idle:
                     del self.feeds[run_id]

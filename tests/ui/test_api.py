@@ -387,20 +387,28 @@ def test_cancel_resume_and_rerun_through_the_api(client: httpx.Client, csrf: str
 # --- the feeds' cost ------------------------------------------------------------------------
 
 
-def test_a_feed_update_carries_only_what_changed() -> None:
-    """After 2,000 requested jobs, one JobStarted gives one step row and one attempt row, and
-    the incremental counts equal the read model's own (``RunSummary.to_dict``)."""
+def _recorder() -> Callable[[str, Any], Any]:
+    """Make records of run ``r1`` in sequence (one second apart)."""
     from events.log import Record
-    from events.schema import Envelope, JobCompleted, JobRequested, JobStarted, RunStarted, RunSubmitted
-    from streamflow.ui.live import RunFold
+    from events.schema import Envelope
 
-    seq = iter(range(1, 10_000))
+    seq = iter(range(1, 100_000))
 
     def record(subject: str, body: Any) -> Record:
         n = next(seq)
         return Record(stream_seq=n, subject=f"sf.ev.r1.{subject}", seq=n, time=1000.0 + n,
                       envelope=Envelope(event_id=f"e{n}", run_id="r1", producer="test", body=body))
 
+    return record
+
+
+def test_a_feed_update_carries_only_what_changed() -> None:
+    """After 2,000 requested jobs, one JobStarted gives one step row and one attempt row, and
+    the incremental counts equal the read model's own (``RunSummary.to_dict``)."""
+    from events.schema import JobCompleted, JobRequested, JobStarted, RunStarted, RunSubmitted
+    from streamflow.ui.live import RunFold
+
+    record = _recorder()
     fold = RunFold("r1", track=True)
     fold.apply(record("wf", RunSubmitted(name="big", workflow="big.cwl", steps={"s1": "/work", "s2": "/other"})))
     fold.apply(record("wf", RunStarted()))
@@ -417,3 +425,31 @@ def test_a_feed_update_carries_only_what_changed() -> None:
     counts = fold.job_counts()
     assert {k: counts[k] for k in expected} == expected and counts["running"] == 0 and counts["waiting"] == 1999
     assert fold.take_changes()[0][0]["state"] == "running"
+
+
+def test_a_large_timeline_is_aggregated_per_lane() -> None:
+    """Over 2,000 attempts the timeline sends per-lane buckets and only the failed attempts."""
+    from events.schema import JobCompleted, JobFailed, JobRequested, JobScheduled, JobStarted, RunSubmitted
+    from streamflow.ui.api import AGGREGATE_OVER, timeline_view
+    from streamflow.ui.live import RunFold
+
+    record = _recorder()
+    fold = RunFold("r1", track=True)
+    fold.apply(record("wf", RunSubmitted(name="big", workflow="big.cwl", steps={"s1": "/work"})))
+    jobs = AGGREGATE_OVER + 100
+    for i in range(jobs):
+        fold.apply(record("step.s1", JobRequested(job=f"s1-{i}", step="s1", tag=str(i))))
+        fold.apply(record(f"alloc.s1-{i}", JobScheduled(job=f"s1-{i}", deployment="d", location=f"n{i % 2}")))
+        fold.apply(record(f"job.s1-{i}", JobStarted(job=f"s1-{i}")))
+    for i in range(jobs):
+        end = JobFailed(job=f"s1-{i}", error="boom") if i == 7 else JobCompleted(job=f"s1-{i}")
+        fold.apply(record(f"job.s1-{i}", end))
+    data = timeline_view(fold)
+    assert data["aggregated"] is True and [a["job"] for a in data["jobs"]] == ["s1-7"]
+    lanes = {lane["lane"]: lane for lane in data["buckets"]["lanes"]}
+    assert set(lanes) == {"d/n0", "d/n1"}
+    assert sum(lane["completed"] for lane in lanes.values()) == jobs - 1
+    assert sum(lane["failed"] for lane in lanes.values()) == 1
+    assert max(max(lane["running"]) for lane in lanes.values()) > 0
+    by_step = timeline_view(fold, lane="step")["buckets"]
+    assert [lane["lane"] for lane in by_step["lanes"]] == ["/work"]
