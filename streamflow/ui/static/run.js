@@ -133,7 +133,7 @@ export function mountRun(root, runId, setLive) {
       message.className = result.ok ? "notice ok" : "notice bad";
       setChildren(message, result.message || (result.ok ? "done" : "refused"),
         result.run_id ? [" ", el("a", { href: `#/run/${encodeURIComponent(result.run_id)}`, "data-testid": "new-run" }, `open ${result.run_id}`)] : null);
-      if (result.ok && action === "resume") { state.ended = false; restartFeed(); }
+      if (result.ok && action === "resume") { state.ended = false; setLive("open"); }
     } catch (err) {
       message.className = "notice bad";
       message.textContent = `${action} failed: ${err.message}`;
@@ -157,7 +157,7 @@ export function mountRun(root, runId, setLive) {
     timeline.fetching = true;
     timeline.lastFetch = Date.now();
     try {
-      const data = await getJSON(`${base}/timeline`, { lane: groupBy.value });
+      const data = await getJSON(`${base}/timeline`, { by: groupBy.value });
       timeline.data = data;
       timeline.aggregated = !!data.aggregated;
       timeline.version = data.version ?? timeline.version;
@@ -341,6 +341,7 @@ export function mountRun(root, runId, setLive) {
       },
       update: (data) => {
         state.summary = data.summary;
+        if (!FINAL.includes(data.summary.status)) state.ended = false;
         applySteps(data.steps);
         drawHeader();
         timelineUpdate(data);
@@ -352,9 +353,10 @@ export function mountRun(root, runId, setLive) {
         fetchTimeline();
         refreshJobs();
         if (state.tab === "outputs") loadOutputs();
-        if (stopFeed) { stopFeed(); stopFeed = null; setLive("ended"); }
+        // The feed stays open: a resumed run goes on on the same feed.
+        setLive("ended");
       },
-    }, (s) => setLive(s === "closed" && state.ended ? "ended" : s));
+    }, (s) => setLive(s === "open" && state.ended ? "ended" : s));
   }
 
   (async () => {

@@ -1,0 +1,288 @@
+"""The UI in a real browser: headless Debian Chromium driven by Playwright for Python.
+
+What a person sees: a run appears in the list while it runs, its graph and timeline fill in
+live, Cancel from the page cancels it (the log says RunCancelled) and Resume finishes it; a
+failed job's page shows its error and stderr; nothing is shown without the token; the report
+of ``streamflow report`` draws with the same timeline component.
+
+Screenshots go to ``$STREAMFLOW_UI_SCREENSHOTS`` when set (``docs/img`` to refresh the docs'
+pictures), else to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.ui.conftest import UIServer
+
+CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+SLEEP_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c]
+arguments: ["sleep $(inputs.seconds); echo done $(inputs.message)"]
+inputs:
+  message: string
+  seconds: float
+outputs:
+  out: stdout
+stdout: out.txt
+"""
+
+SCATTER = """\
+cwlVersion: v1.2
+class: Workflow
+requirements:
+  ScatterFeatureRequirement: {}
+inputs:
+  messages: string[]
+  seconds: float
+outputs:
+  outs:
+    type: File[]
+    outputSource: work/out
+steps:
+  work:
+    run: sleep.cwl
+    scatter: message
+    in:
+      message: messages
+      seconds: seconds
+    out: [out]
+"""
+
+FAILING_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c]
+arguments: ["echo 'reading input'; echo 'fatal: the table has no column sample_id' >&2; exit 3"]
+inputs: []
+outputs:
+  log: stdout
+stdout: out.txt
+stderr: err.txt
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module (each test gets a fresh context: no shared cookies)."""
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go."""
+    target = Path(os.environ.get("STREAMFLOW_UI_SCREENSHOTS") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _page(browser: Any, ui: UIServer, *, login: bool = True) -> Any:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    if login:
+        page.goto(f"{ui.base_url}/?token={ui.token}")
+        assert "token=" not in page.url  # the token left the address bar
+    return page
+
+
+def _api(ui: UIServer, path: str) -> Any:
+    import httpx
+
+    response = httpx.get(f"{ui.base_url}{path}", headers=ui.headers, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _start_scatter(ui: UIServer, root: Path, n: int, seconds: float) -> tuple[str, subprocess.Popen[str]]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sleep.cwl").write_text(SLEEP_TOOL)
+    (root / "wf.cwl").write_text(SCATTER)
+    (root / "job.yml").write_text(textwrap.dedent(f"""\
+        messages: {json.dumps([f"m{i}" for i in range(n)])}
+        seconds: {seconds}
+    """))
+    run_id = f"u{uuid.uuid4().hex[:12]}"
+    code = "import sys; from streamflow.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", "--quiet", "--run-id", run_id,
+                             "--outdir", str(root / "out"), str(root / "wf.cwl"), str(root / "job.yml")],
+                            env=ui.env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return run_id, proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def test_unauthenticated_access_is_refused(browser: Any, ui_server: UIServer) -> None:
+    """Without the token the page says a token is required and the API answers 401."""
+    page = _page(browser, ui_server, login=False)
+    try:
+        response = page.goto(f"{ui_server.base_url}/")
+        assert response is not None and response.status == 401
+        assert "token" in page.inner_text("body").lower()
+        api = page.goto(f"{ui_server.base_url}/api/runs")
+        assert api is not None and api.status == 401
+        wrong = page.goto(f"{ui_server.base_url}/?token=not-the-token")
+        assert wrong is not None and wrong.status == 401
+        assert not any(c["name"] == "sf_ui" for c in page.context.cookies())
+    finally:
+        page.context.close()
+
+
+def test_live_run_graph_timeline_cancel_and_resume(browser: Any, ui_server: UIServer, tmp_path: Path,
+                                                   shots: Path) -> None:
+    """A scatter run appears while it runs, its graph and timeline fill in, Cancel cancels it
+    (RunCancelled in the log) and Resume finishes it: all from the page."""
+    run_id, proc = _start_scatter(ui_server, tmp_path / "wf", n=12, seconds=1.5)
+    page = _page(browser, ui_server)
+    try:
+        row = page.locator(f"tr[data-run='{run_id}']")
+        row.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "id => { const r = document.querySelector(`tr[data-run='${id}'] [data-status]`);"
+            " return r && r.dataset.status === 'RUNNING'; }", arg=run_id, timeout=60_000)
+        page.screenshot(path=str(shots / "ui-runs.png"), full_page=True)
+        row.click()
+        page.wait_for_url(f"**/#/run/{run_id}")
+        # The graph is drawn (the step, its ports, inputs, outputs) and the timeline fills in live.
+        page.wait_for_function("() => Number(document.querySelector('[data-testid=graph]')"
+                               ".getAttribute('data-nodes') || 0) >= 3", timeout=30_000)
+        page.wait_for_function("() => Number(document.querySelector('[data-testid=timeline]')"
+                               ".getAttribute('data-attempts') || 0) >= 1", timeout=60_000)
+        first = int(page.get_attribute("[data-testid=timeline]", "data-attempts") or 0)
+        page.wait_for_function(f"() => Number(document.querySelector('[data-testid=timeline]')"
+                               f".getAttribute('data-attempts') || 0) > {first}", timeout=60_000)
+        assert page.locator("[data-testid=run-status] [data-status]").get_attribute("data-status") == "RUNNING"
+        assert page.locator("[data-testid=jobs-table] tbody tr").count() >= 1
+        page.screenshot(path=str(shots / "ui-run.png"), full_page=True)
+
+        # Cancel from the page, with its confirmation.
+        page.click("[data-testid=action-cancel]")
+        page.fill("[data-testid=cancel-reason]", "browser test")
+        page.click("[data-testid=confirm-yes]")
+        page.wait_for_selector("[data-testid=run-status] [data-status=CANCELLED]", timeout=60_000)
+        proc.wait(timeout=60)
+        cancelled = _api(ui_server, f"/api/runs/{run_id}/events?type=RunCancelled")
+        assert [e["type"] for e in cancelled["events"]] == ["RunCancelled"]
+        assert cancelled["events"][0].get("reason") == "browser test"
+
+        # Resume from the page: the run finishes.
+        page.click("[data-testid=action-resume]")
+        page.click("[data-testid=confirm-yes]")
+        page.wait_for_selector("[data-testid=action-message].ok", timeout=30_000)
+        page.wait_for_selector("[data-testid=run-status] [data-status=COMPLETED]", timeout=120_000)
+        detail = _api(ui_server, f"/api/runs/{run_id}")
+        assert detail["summary"]["jobs"]["completed"] == 12
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        page.context.close()
+        _stop(proc)
+
+
+def test_failed_job_page_shows_error_and_stderr(browser: Any, ui_server: UIServer, tmp_path: Path,
+                                                shots: Path) -> None:
+    """The failed run shows its error prominently; its job's page shows the exit code, error and stderr."""
+    (tmp_path / "fail.cwl").write_text(FAILING_TOOL)
+    run_id = f"f{uuid.uuid4().hex[:12]}"
+    result = run_cli(["run", "--quiet", "--run-id", run_id, "--outdir", str(tmp_path / "out"),
+                      str(tmp_path / "fail.cwl")], ui_server.env, cwd=tmp_path)
+    assert result.returncode != 0
+    page = _page(browser, ui_server)
+    try:
+        page.goto(f"{ui_server.base_url}/#/run/{run_id}")
+        page.wait_for_selector("[data-testid=run-status] [data-status=FAILED]", timeout=30_000)
+        assert "exited with code 3" in page.inner_text("[data-testid=run-error]")
+        failed_row = page.locator("[data-testid=jobs-table] tbody tr.row-failed")
+        failed_row.first.wait_for(timeout=30_000)
+        failed_row.first.click()
+        page.wait_for_selector("[data-testid=job-error]", timeout=30_000)
+        assert "exit code 3" in page.inner_text("[data-testid=job-error]")
+        assert "fatal: the table has no column sample_id" in page.inner_text("[data-testid=stderr-tail]")
+        assert "reading input" in page.inner_text("[data-testid=stdout-tail]")
+        assert page.locator("[data-testid=attempts] tbody tr").count() == 1
+        page.screenshot(path=str(shots / "ui-job-failed.png"), full_page=True)
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        page.context.close()
+
+
+def _attempts(n: int, t0: float) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(n):
+        start = t0 + (i // 4) * 1.0
+        failed = i == 5
+        rows.append({"job": f"j{i}", "step": "s1", "step_name": "/work", "tag": f"0.{i}", "attempt": 1,
+                     "delivery": 1, "deployment": "__LOCAL__", "location": "localhost", "worker": "w",
+                     "status": "FAILED" if failed else "COMPLETED", "requested_at": t0, "scheduled_at": t0,
+                     "start": start, "end": start + 0.9, "duration": 0.9, "exit_code": 3 if failed else 0,
+                     "error": "boom" if failed else None})
+    return rows
+
+
+@pytest.mark.parametrize(("attempts", "view"), [(20, "detailed"), (2500, "aggregated")])
+def test_report_page_draws_the_shared_timeline(browser: Any, tmp_path: Path, attempts: int, view: str) -> None:
+    """The self-contained report (opened from disk, offline) draws its embedded data with
+    timeline.js: bars per attempt for a small run, the aggregated view past 2,000 attempts."""
+    from streamflow.cli.commands.report import render
+
+    t0 = time.time() - 3600
+    data = {"run_id": "rreport", "name": "wf", "workflow": "wf.cwl", "status": "COMPLETED", "submitted_at": t0,
+            "ended_at": t0 + attempts, "duration": float(attempts), "steps": {"s1": "/work"},
+            "jobs": _attempts(attempts, t0), "waiting": [], "reused": [], "job_states": {}, "transfers": [],
+            "bytes_transferred": 0}
+    target = tmp_path / "report.html"
+    target.write_text(render(data, "html"))
+    page = browser.new_page()
+    try:
+        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:")
+                   else route.continue_())
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(target.as_uri())
+        page.wait_for_selector(f"#sf-timeline[data-view={view}]", timeout=30_000)
+        assert page.get_attribute("#sf-timeline", "data-attempts") == str(attempts)
+        if view == "detailed":
+            assert page.locator("#sf-timeline .bars path").count() == attempts
+            page.select_option("#sf-group-by", "step")
+            page.wait_for_function("() => [...document.querySelectorAll('#sf-timeline .ytick text')]"
+                                   ".some(t => t.textContent.startsWith('/work'))", timeout=10_000)
+        assert errors == []
+    finally:
+        page.close()
