@@ -133,7 +133,7 @@ export function mountRun(root, runId, setLive) {
       message.className = result.ok ? "notice ok" : "notice bad";
       setChildren(message, result.message || (result.ok ? "done" : "refused"),
         result.run_id ? [" ", el("a", { href: `#/run/${encodeURIComponent(result.run_id)}`, "data-testid": "new-run" }, `open ${result.run_id}`)] : null);
-      if (result.ok && action === "resume") { state.ended = false; setLive("open"); }
+      if (result.ok && action === "resume") { state.ended = false; state.resumeUntil = Date.now() + 60000; restartFeed(); }
     } catch (err) {
       message.className = "notice bad";
       message.textContent = `${action} failed: ${err.message}`;
@@ -334,6 +334,7 @@ export function mountRun(root, runId, setLive) {
     stopFeed = follow(`${base}/stream`, {
       snapshot: (data) => {
         state.summary = data.summary;
+        if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
         applySteps(data.steps);
         drawHeader();
         fetchTimeline();
@@ -341,7 +342,7 @@ export function mountRun(root, runId, setLive) {
       },
       update: (data) => {
         state.summary = data.summary;
-        if (!FINAL.includes(data.summary.status)) state.ended = false;
+        if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
         applySteps(data.steps);
         drawHeader();
         timelineUpdate(data);
@@ -353,10 +354,13 @@ export function mountRun(root, runId, setLive) {
         fetchTimeline();
         refreshJobs();
         if (state.tab === "outputs") loadOutputs();
-        // The feed stays open: a resumed run goes on on the same feed.
+        // The server closes a finished run's stream: close ours (no reconnection loop). After
+        // a Resume, open it again until the run is seen going again (for at most a minute).
+        if (stopFeed) { stopFeed(); stopFeed = null; }
         setLive("ended");
+        if (state.resumeUntil && Date.now() < state.resumeUntil) setTimeout(restartFeed, 2000);
       },
-    }, (s) => setLive(s === "open" && state.ended ? "ended" : s));
+    }, (s) => setLive(state.ended ? "ended" : s));
   }
 
   (async () => {
