@@ -453,9 +453,14 @@ def _filters(config_run: ConfigRun | None) -> dict[str, BindingFilter]:
 
 def _policy(config_run: ConfigRun | None) -> Policy:
     """The run's scheduling policy, from the plugin registry (default ``data_locality``)."""
+    if config_run is None:
+        # The default needs no plugin registry: loading it imports every connector (~20 ms).
+        from streamflow.scheduling.policy import DataLocalityPolicy
+
+        return DataLocalityPolicy()
     from streamflow.plugins import Registry
 
-    name, config = config_run.policy if config_run is not None else ("data_locality", {})
+    name, config = config_run.policy
     policy: Policy = Registry.default().get("policy", name)(**config)
     return policy
 
