@@ -50,7 +50,7 @@ from events.schema import EventBody
 from streamflow.errors import FencedError
 from streamflow.workflow.graph import WorkflowGraph
 
-__all__ = ["Actor", "ActorHost", "RunContext"]
+__all__ = ["Actor", "ActorHost", "Interest", "RunContext"]
 
 log = structlog.get_logger("streamflow.actors")
 
@@ -82,6 +82,25 @@ class RunContext:
     epoch: int = 0
     fences: dict[str, Fence] = field(default_factory=dict)
     host: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
+
+
+@dataclass(frozen=True)
+class Interest:
+    """Which subjects an actor may fold: a hint that lets the host find the interested actors
+    of a new subject without asking every actor (a 1,000-step chain hosts 2,000 actors, and
+    every job adds subjects). It must cover at least every subject :meth:`Actor.interested`
+    accepts; the host still asks ``interested`` of each actor the hint names.
+
+    Attributes:
+        subjects: exact subjects.
+        aggregates: aggregate kinds of which every subject may be of interest.
+        prefixes: (aggregate kinds, id prefix): subjects of those kinds whose id starts with
+            the prefix, which ends with ``-`` (a step's jobs: ``<step>-<tag>``).
+    """
+
+    subjects: frozenset[str] = frozenset()
+    aggregates: frozenset[str] = frozenset()
+    prefixes: tuple[tuple[frozenset[str], str], ...] = ()
 
 
 class Actor(ABC):
@@ -126,6 +145,11 @@ class Actor(ABC):
     @abstractmethod
     async def react(self) -> None:
         """Take every decision the state calls for (idempotent)."""
+
+    def interest(self) -> Interest | None:
+        """A hint of the subjects :meth:`interested` may accept (None: any; it is then
+        asked about every new subject)."""
+        return None
 
     async def start(self) -> None:
         """Open subscriptions before the host starts routing (default: nothing)."""
@@ -226,16 +250,51 @@ class ActorHost:
         self.drain = list(drain)
         self.force = force or asyncio.Event()
         self._routes: dict[str, list[Actor]] = {}
+        self._anywhere: list[int] = []
+        self._by_subject: dict[str, list[int]] = {}
+        self._indexed = False  # the index is built on the first route (when the actors are final)
+        self._by_aggregate: dict[str, list[int]] = {}
+        self._by_prefix: dict[tuple[str, str], list[int]] = {}
         self.last_stream_seq = 0
         self.events_seen = 0
         self.replayed_events = 0
         self.restored_from: int | None = None
         self._snapshot_at = 0
 
+    def _index(self) -> None:
+        """Index the actors by the subjects their :meth:`Actor.interest` names."""
+        self._indexed = True
+        self._anywhere = []
+        self._by_subject = {}
+        self._by_aggregate = {}
+        self._by_prefix = {}
+        for position, actor in enumerate(self.actors):
+            hint = actor.interest()
+            if hint is None:
+                self._anywhere.append(position)
+                continue
+            for subject in hint.subjects:
+                self._by_subject.setdefault(subject, []).append(position)
+            for aggregate in hint.aggregates:
+                self._by_aggregate.setdefault(aggregate, []).append(position)
+            for aggregates, prefix in hint.prefixes:
+                for aggregate in aggregates:
+                    self._by_prefix.setdefault((aggregate, prefix), []).append(position)
+
     def _route(self, record: Record) -> list[Actor]:
         routed = self._routes.get(record.subject)
         if routed is None:
-            routed = [a for a in self.actors if a.interested(record)]
+            if not self._indexed:
+                self._index()
+            candidates = {*self._anywhere, *self._by_subject.get(record.subject, ()),
+                          *self._by_aggregate.get(record.aggregate, ())}
+            agg_id = record.agg_id
+            if agg_id is not None and self._by_prefix:
+                end = agg_id.find("-")
+                while end >= 0:
+                    candidates.update(self._by_prefix.get((record.aggregate, agg_id[:end + 1]), ()))
+                    end = agg_id.find("-", end + 1)
+            routed = [self.actors[i] for i in sorted(candidates) if self.actors[i].interested(record)]
             self._routes[record.subject] = routed
         return routed
 
@@ -331,7 +390,8 @@ class ActorHost:
                 replayed = True
                 self.replayed_events = seen
                 self._go_live(tg)
-            if replayed and self.checkpoints is not None and self.checkpoints.due(self.events_seen - self._snapshot_at):
+            since = self.events_seen - self._snapshot_at
+            if replayed and self.checkpoints is not None and self.checkpoints.due(since, self.events_seen):
                 self._snapshot_at = self.events_seen
                 states = {group: {a.address: a.snapshot() for a in members}
                           for group, members in self._groups().items()}

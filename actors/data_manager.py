@@ -198,17 +198,26 @@ class DataManagerActor(Actor):
         pending = list(self.to_stage.items())
         if pending:
             await asyncio.gather(*(self._stage(job, scheduled) for job, scheduled in pending))
-        for job, completed in list(self.to_register.items()):
-            deployment, location = self.locations.get(job, (LOCAL_DEPLOYMENT, "localhost"))
-            files = [RegisteredFile(path=p, kind=str(obj.get("class")), size=int(obj.get("size") or 0),
-                                    checksum=obj.get("checksum"))
-                     for p, obj in iter_paths(completed.outputs)]
-            await self.append("data", job, DataLocationsRegistered(job=job, deployment=deployment, location=location,
-                                                                    files=files,
-                                                                    location_paths=completed.location_paths),
-                              key="registered")
-            self.registered.add(job)
-            self.to_register.pop(job, None)
+        registering = list(self.to_register.items())
+        if len(registering) == 1:
+            await self._register(*registering[0])
+        elif registering:  # one subject per job: the appends are pipelined
+            results = await asyncio.gather(*(self._register(job, completed) for job, completed in registering),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+    async def _register(self, job: str, completed: JobCompleted) -> None:
+        deployment, location = self.locations.get(job, (LOCAL_DEPLOYMENT, "localhost"))
+        files = [RegisteredFile(path=p, kind=str(obj.get("class")), size=int(obj.get("size") or 0),
+                                checksum=obj.get("checksum"))
+                 for p, obj in iter_paths(completed.outputs)]
+        await self.append("data", job, DataLocationsRegistered(job=job, deployment=deployment, location=location,
+                                                                files=files, location_paths=completed.location_paths),
+                          key="registered")
+        self.registered.add(job)
+        self.to_register.pop(job, None)
 
     async def _stage(self, job: str, scheduled: JobScheduled) -> None:
         if job not in self.to_stage:

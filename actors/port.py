@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from actors._runtime import Actor, RunContext
+from actors._runtime import Actor, Interest, RunContext
 from events.backoff import Backoff
 from events.codec import enc_hook
 from events.log import Record
@@ -112,6 +112,9 @@ class PortActor(Actor):
 
     def interested(self, record: Record) -> bool:
         return record.subject == self.subject or record.subject in self._producer_subjects
+
+    def interest(self) -> Interest | None:
+        return Interest(subjects=frozenset({self.subject, *self._producer_subjects}))
 
     def apply(self, record: Record) -> None:
         body = record.body

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import structlog
 
-from actors._runtime import Actor, RunContext
+from actors._runtime import Actor, Interest, RunContext
 from actors.port import PutRequest, put_token
 from events.log import Record
 from events.schema import (
@@ -57,6 +57,7 @@ __all__ = ["StepActor", "job_id", "make_step_actor"]
 
 log = structlog.get_logger("streamflow.step")
 _PUT_CONCURRENCY = 64
+_JOB_AGGREGATES = frozenset({"alloc", "data", "job", "recovery"})  # the subjects of a step's jobs
 
 
 def job_id(step_id: str, tag: str) -> str:
@@ -91,6 +92,8 @@ class StepActor(Actor):
         "terminated": bool,
         "failed": bool,
     }
+    #: Whether ready tags may be processed concurrently (their work is independent per tag).
+    CONCURRENT_TAGS: ClassVar[bool] = False
 
     def __init__(self, ctx: RunContext, step: StepDef) -> None:
         super().__init__(ctx, f"step:{step.id}")
@@ -123,6 +126,9 @@ class StepActor(Actor):
     def interested(self, record: Record) -> bool:
         return (record.subject == self.subject or record.subject in self._in_subjects
                 or record.subject in self._out_subjects)
+
+    def interest(self) -> Interest | None:
+        return Interest(subjects=frozenset({self.subject, *self._in_subjects, *self._out_subjects}))
 
     def apply(self, record: Record) -> None:
         body = record.body
@@ -189,13 +195,11 @@ class StepActor(Actor):
         todo = sorted((t for t in self.dirty if t in self.ready), key=_tag_key)
         self.dirty.clear()
         try:
-            for tag in todo:
-                if tag in self.completed:
-                    continue
-                if self.is_complete(tag):
-                    self.completed.add(tag)
-                    continue
-                await self.process(tag)
+            if self.CONCURRENT_TAGS and len(todo) > 1:
+                await self._process_concurrently(todo)
+            else:
+                for tag in todo:
+                    await self._process_one(tag)
             if not self.failed and self.can_terminate():
                 await self.terminate("COMPLETED")
         except StreamFlowError as exc:
@@ -203,6 +207,29 @@ class StepActor(Actor):
         except Exception as exc:  # supervision boundary: a bug fails the step, not the host
             log.exception("step_crashed", step=self.step.name)
             await self.fail(f"{self.step.name}: internal error: {exc!r}")
+
+    async def _process_one(self, tag: str) -> None:
+        if tag in self.completed:
+            return
+        if self.is_complete(tag):
+            self.completed.add(tag)
+            return
+        await self.process(tag)
+
+    async def _process_concurrently(self, tags: list[str]) -> None:
+        """Process ready tags with up to ``_PUT_CONCURRENCY`` in flight: their appends are
+        pipelined (one flush carries many) instead of one awaited round trip after another.
+        Each tag touches only its own state; the first error is raised once all have ended."""
+        sem = asyncio.Semaphore(_PUT_CONCURRENCY)
+
+        async def _one(tag: str) -> None:
+            async with sem:
+                await self._process_one(tag)
+
+        results = await asyncio.gather(*(_one(tag) for tag in tags), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def can_terminate(self) -> bool:
         """All inputs terminated, every ready tag complete, nothing in flight."""
@@ -483,9 +510,12 @@ class GatherStepActor(StepActor):
         step = self.step
         size = self.tokens[step.inputs["size"]][tag][0]
         values = self.tokens[step.inputs["value"]]
-        children = list(dict.fromkeys(self.children.get(tag, [])))
+        arrived = self.children.get(tag, [])
+        if len(arrived) < int(size):
+            return  # not yet: a new token marks the tag dirty again (O(1): no scan per token)
+        children = list(dict.fromkeys(arrived))
         if len(children) < int(size):
-            return  # not yet: a new token marks the tag dirty again
+            return  # a token seen twice (replayed after a restore) counted above
         children.sort(key=_tag_key)
         await self.put(step.outputs["value"], tag, [values[t][0] for t in children],
                        inputs=[values[t][1] for t in children])
@@ -496,6 +526,7 @@ class ExecuteStepActor(StepActor):
     """Runs a process per tag as a job, through the Scheduler, DataManager and workers."""
 
     step: ExecuteStep
+    CONCURRENT_TAGS = True  # a scatter makes thousands of tags ready at once: pipeline their requests
     SNAPSHOT: ClassVar[dict[str, Any]] = {
         "requested": dict[str, str],
         "scheduled": dict[str, JobScheduled],
@@ -532,8 +563,12 @@ class ExecuteStepActor(StepActor):
         if super().interested(record):
             return True
         agg_id = record.agg_id
-        return agg_id is not None and agg_id.startswith(self._job_prefix) and record.aggregate in (
-            "alloc", "data", "job", "recovery")
+        return agg_id is not None and agg_id.startswith(self._job_prefix) and record.aggregate in _JOB_AGGREGATES
+
+    def interest(self) -> Interest | None:
+        hint = super().interest()
+        assert hint is not None
+        return Interest(subjects=hint.subjects, prefixes=((_JOB_AGGREGATES, self._job_prefix),))
 
     def apply(self, record: Record) -> None:
         body = record.body

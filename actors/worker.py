@@ -62,7 +62,7 @@ from streamflow.data.jobdirs import UnsafeDirectoryError, new_attempt_dir, priva
 from streamflow.data.limits import fit_job_result
 from streamflow.data.manager import LOCAL_LOCATION
 from streamflow.data.objectstore import fetch_missing, publish_paths
-from streamflow.deployment.execution import ConnectorCommand
+from streamflow.deployment.execution import ConnectorCommand, use_pidfd_child_watcher
 from streamflow.errors import (
     ConcurrencyError,
     DeploymentError,
@@ -104,6 +104,10 @@ ACK_WAIT = _positive_env("STREAMFLOW_ACK_WAIT", 10.0)
 #: Deliveries of one task without a result before it is failed as a poison task (env
 #: ``STREAMFLOW_MAX_DELIVER``).
 MAX_DELIVER = int(_positive_env("STREAMFLOW_MAX_DELIVER", 5))
+
+
+#: Seconds a worker trusts a "run still live" answer before reading the run's state again.
+LIVE_TTL = 0.5
 
 
 def consumer_name(deployment: str) -> str:
@@ -154,6 +158,7 @@ class Worker:
         self.deployments = deployments
         self._locations: dict[tuple[str, str], ExecutionLocation] = {}
         self._heartbeats: set[asyncio.Task[None]] = set()
+        self._live: dict[str, tuple[float, int]] = {}  # run -> (valid until, its generation): live runs
         self.max_deliver = MAX_DELIVER
 
     async def _subscribe(self) -> Any:
@@ -177,6 +182,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pull and run tasks until ``stop`` is set; then finish the running ones (drain)."""
+        use_pidfd_child_watcher()  # no thread per job process (Python 3.11)
         psub = await self._subscribe()
         slots = asyncio.Semaphore(self.concurrency)
         held: dict[asyncio.Task[None], JobTask | None] = {}
@@ -249,9 +255,23 @@ class Worker:
         delivery = int(msg.metadata.num_delivered or 1)
         subject = f"sf.ev.{task.run_id}.job.{task.job}"
         with structlog.contextvars.bound_contextvars(run_id=task.run_id, job=task.job, actor=f"worker:{self.name}"):
-            if await self._obsolete(task):
+            if await self._obsolete(task, fresh=False):
                 await msg.ack()
                 return
+            if _first_try(task, delivery):
+                # The first delivery of a job's first attempt: its subject is normally empty, so
+                # JobStarted goes out checked against "empty" without reading the subject first
+                # (one direct get less per job). Anything there already fails the check, and
+                # the task then takes the careful path below.
+                workdir, unsafe = await self._fresh_workdir(task, delivery)
+                if unsafe is None:
+                    try:
+                        started = await self._append_started(task, delivery, workdir, 0)
+                    except ConcurrencyError:
+                        _discard_workdir(workdir)
+                    else:
+                        await self._run_attempt(msg, task, delivery, workdir, None, started.stream_seq)
+                        return
             last = await self.log.last(subject)
             if last is not None and self._already_recorded(last[1].body, task):
                 await msg.ack()
@@ -259,64 +279,80 @@ class Worker:
             if delivery > self.max_deliver:
                 await self._poison(msg, task, delivery, last[0] if last else 0)
                 return
-            base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
-            unsafe: UnsafeDirectoryError | None = None
-            try:  # a private directory of its own, never reused (streamflow/data/jobdirs.py)
-                workdir = await asyncio.to_thread(_new_workdir, base, task, delivery)
-            except UnsafeDirectoryError as exc:
-                workdir, unsafe = Path(base), exc
+            workdir, unsafe = await self._fresh_workdir(task, delivery)
             try:
-                started = await self.log.append(
-                    task.run_id, "job", task.job,
-                    JobStarted(job=task.job, attempt=task.attempt, delivery=delivery, worker=self.name,
-                               workdir=str(workdir)),
-                    producer=f"worker:{self.name}", key=f"{task.attempt}/{task.generation}/{delivery}",
-                    expected_last_seq=last[0] if last else 0)
+                started = await self._append_started(task, delivery, workdir, last[0] if last else 0)
             except ConcurrencyError:
                 # Another worker owns this attempt now; the server will not redeliver an acked task.
                 if unsafe is None:
-                    with contextlib.suppress(OSError):
-                        workdir.rmdir()
+                    _discard_workdir(workdir)
                 await msg.ack()
                 return
-            begin = time.monotonic()
-            attempt = asyncio.create_task(self._execute(task, workdir, delivery) if unsafe is None
-                                          else _refused(task, delivery, unsafe))
-            finished = asyncio.Event()
-            heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished))
-            self._heartbeats.add(heartbeat)
-            heartbeat.add_done_callback(self._heartbeats.discard)
-            try:
-                body = await attempt
-            except asyncio.CancelledError:
-                if not attempt.cancelled() or _cancelling():
-                    raise
-                # Stopped by the heartbeat: the run ended or was resumed meanwhile.
-                log.info("job_abandoned_run_over", attempt=task.attempt)
-                await msg.ack()
-                return
-            finally:
-                finished.set()  # the heartbeat ends on its own (never waited for: see _heartbeat)
-                attempt.cancel()
-                heartbeat.cancel()
-            if task.restore is not None and isinstance(body, JobCompleted):
-                body = await asyncio.to_thread(_restore_outputs, body, task.restore)
-            body = _with_duration(body, time.monotonic() - begin)
-            body = fit_job_result(body, self.log.nc.max_payload)  # too large to record: a clean JobFailed
-            try:
-                await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
-                                      key=f"{task.attempt}/{task.generation}/{delivery}",
-                                      expected_last_seq=started.stream_seq)
-            except ConcurrencyError:
-                log.warning("job_result_discarded", attempt=task.attempt, delivery=delivery)
-                await msg.ack()
-                return
+            await self._run_attempt(msg, task, delivery, workdir, unsafe, started.stream_seq)
+
+    async def _fresh_workdir(self, task: JobTask, delivery: int) -> tuple[Path, UnsafeDirectoryError | None]:
+        """A private directory for this delivery (streamflow/data/jobdirs.py), or the base
+        directory and why none could be made safely."""
+        base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
+        try:
+            return await asyncio.to_thread(_new_workdir, base, task, delivery), None
+        except UnsafeDirectoryError as exc:
+            return Path(base), exc
+
+    async def _append_started(self, task: JobTask, delivery: int, workdir: Path, last_seq: int) -> Any:
+        """Record ``JobStarted``, checked against the job subject's last sequence ``last_seq``.
+
+        Raises:
+            ConcurrencyError: the subject moved on (another worker owns the attempt).
+        """
+        return await self.log.append(
+            task.run_id, "job", task.job,
+            JobStarted(job=task.job, attempt=task.attempt, delivery=delivery, worker=self.name,
+                       workdir=str(workdir)),
+            producer=f"worker:{self.name}", key=f"{task.attempt}/{task.generation}/{delivery}",
+            expected_last_seq=last_seq)
+
+    async def _run_attempt(self, msg: Any, task: JobTask, delivery: int, workdir: Path,
+                           unsafe: UnsafeDirectoryError | None, started_seq: int) -> None:
+        """Run an attempt this worker recorded as started, record its result, ack the task."""
+        begin = time.monotonic()
+        attempt = asyncio.create_task(self._execute(task, workdir, delivery) if unsafe is None
+                                      else _refused(task, delivery, unsafe))
+        finished = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished))
+        self._heartbeats.add(heartbeat)
+        heartbeat.add_done_callback(self._heartbeats.discard)
+        try:
+            body = await attempt
+        except asyncio.CancelledError:
+            if not attempt.cancelled() or _cancelling():
+                raise
+            # Stopped by the heartbeat: the run ended or was resumed meanwhile.
+            log.info("job_abandoned_run_over", attempt=task.attempt)
             await msg.ack()
-            self.completed += 1
-            if isinstance(body, JobCompleted):
-                log.info("job_completed", attempt=task.attempt, duration=round(body.duration, 3))
-            else:
-                log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
+            return
+        finally:
+            finished.set()  # the heartbeat ends on its own (never waited for: see _heartbeat)
+            attempt.cancel()
+            heartbeat.cancel()
+        if task.restore is not None and isinstance(body, JobCompleted):
+            body = await asyncio.to_thread(_restore_outputs, body, task.restore)
+        body = _with_duration(body, time.monotonic() - begin)
+        body = fit_job_result(body, self.log.nc.max_payload)  # too large to record: a clean JobFailed
+        try:
+            await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
+                                  key=f"{task.attempt}/{task.generation}/{delivery}",
+                                  expected_last_seq=started_seq)
+        except ConcurrencyError:
+            log.warning("job_result_discarded", attempt=task.attempt, delivery=delivery)
+            await msg.ack()
+            return
+        await msg.ack()
+        self.completed += 1
+        if isinstance(body, JobCompleted):
+            log.info("job_completed", attempt=task.attempt, duration=round(body.duration, 3))
+        else:
+            log.info("job_failed", attempt=task.attempt, exit_code=body.exit_code, error=body.error)
 
     async def _poison(self, msg: Any, task: JobTask, delivery: int, last_seq: int) -> None:
         """Fail a task that was delivered too often without a result (it kills its workers)."""
@@ -343,15 +379,29 @@ class Worker:
             cached = self._workdirs[run_id] = body.workdir
         return cached
 
-    async def _obsolete(self, task: JobTask) -> bool:
-        """Whether the run is over, or was resumed after this task was queued."""
+    async def _obsolete(self, task: JobTask, *, fresh: bool = True) -> bool:
+        """Whether the run is over, or was resumed after this task was queued.
+
+        With ``fresh=False`` a "still live" answer read less than ``LIVE_TTL`` seconds ago
+        for the same run is reused (one direct get per run and interval instead of one per
+        task). The check only saves work: whichever worker runs an attempt owns it through
+        the job subject's expected sequence, and a running attempt of a run that ended is
+        stopped by its heartbeat, which always reads afresh.
+        """
+        if not fresh:
+            cached = self._live.get(task.run_id)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1] > task.generation
         last = await self.log.last(f"sf.ev.{task.run_id}.wf")
         if last is None:
             return True
         body = last[1].body
         if isinstance(body, RunCompleted | RunFailed | RunCancelled):
+            self._live.pop(task.run_id, None)
             return True
-        return isinstance(body, RunResumed) and body.attempt > task.generation
+        generation = body.attempt if isinstance(body, RunResumed) else 0
+        self._live[task.run_id] = (time.monotonic() + LIVE_TTL, generation)
+        return generation > task.generation
 
     @staticmethod
     def _already_recorded(body: Any, task: JobTask) -> bool:
@@ -423,10 +473,8 @@ class Worker:
             step = graph.steps[task.step]
             if not isinstance(step, ExecuteStep):
                 raise WorkflowDefinitionError(f"step {task.step} is not an execute step")
-            outdir = workdir / "out"
+            outdir = workdir / "out"  # made with the attempt's directory (_new_workdir)
             tmpdir = workdir / "tmp"
-            outdir.mkdir(mode=0o700)  # in a directory just created: nothing can be there yet
-            tmpdir.mkdir(mode=0o700)
             # Inputs produced on a machine that shares no filesystem with this one.
             await fetch_missing(self.log.js, task.inputs)
             job_order = await asyncio.to_thread(
@@ -468,10 +516,27 @@ class Worker:
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
 
 
+def _discard_workdir(workdir: Path) -> None:
+    """Remove an attempt directory that was never used (its empty ``out`` and ``tmp`` too)."""
+    for path in (workdir / "out", workdir / "tmp", workdir):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def _first_try(task: JobTask, delivery: int) -> bool:
+    """Whether a task is the first delivery of a job's first attempt in a run's first generation
+    (nothing can be on the job's subject yet unless the task was queued twice)."""
+    return delivery == 1 and task.attempt == 1 and task.generation == 0 and task.restore is None
+
+
 def _new_workdir(base: str, task: JobTask, delivery: int) -> Path:
-    """A fresh private directory for this delivery of the task (blocking)."""
-    return new_attempt_dir(private_base(base), task.run_id, task.job, attempt=task.attempt,
-                           generation=task.generation, delivery=delivery)
+    """A fresh private directory for this delivery of the task, with its empty ``out`` and
+    ``tmp`` (blocking: run in a thread, not on the loop)."""
+    workdir = new_attempt_dir(private_base(base), task.run_id, task.job, attempt=task.attempt,
+                              generation=task.generation, delivery=delivery)
+    for name in ("out", "tmp"):
+        os.mkdir(workdir / name, 0o700)  # in a directory just created: nothing can be there yet
+    return workdir
 
 
 async def _refused(task: JobTask, delivery: int, exc: UnsafeDirectoryError) -> JobFailed:

@@ -17,6 +17,7 @@ request that does not fit yet does not block the ones behind it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ __all__ = ["DefaultScheduler", "LocationCapacity", "local_capacity", "targets_of
 log = structlog.get_logger("streamflow.scheduler")
 
 _TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.SKIPPED})
+_CHUNK = 16  # requests taken from the queue's head at a time by a dispatch pass
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,10 @@ class DefaultScheduler(Scheduler):
         try:
             return await future
         finally:
-            self._queue.pop(job.name, None)
+            if self._queue.pop(job.name, None) is not None:
+                # Left before it was granted (cancelled): a running pass counts positions in
+                # the queue, so it must go round again not to skip the request behind this one.
+                self._again = True
 
     async def schedule_filtered(self, job: Job, targets: Sequence[Target], filters: Sequence[str],
                                 hardware_requirement: Hardware | None) -> JobAllocation:
@@ -216,7 +221,13 @@ class DefaultScheduler(Scheduler):
     # --- placement ------------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
-        """Grant the waiting requests that fit now, in arrival order."""
+        """Grant the waiting requests that fit now, in arrival order.
+
+        The queue is walked from its head a few requests at a time and the walk stops at
+        the first request once no location has room: with every core busy a pass costs
+        O(1) whatever the number of waiting requests (a copy of the whole queue per pass
+        made a run's scheduling quadratic in its pending jobs).
+        """
         if self._dispatching:
             self._again = True  # the running pass may have missed what changed: it goes round again
             return
@@ -225,15 +236,27 @@ class DefaultScheduler(Scheduler):
             self._again = True
             while self._again:
                 self._again = False
-                for name, request in list(self._queue.items()):
-                    if request.future.done():
-                        continue
-                    if self._full(request.hardware.cores):
+                kept = 0  # requests at the head of the queue examined in this pass and left waiting
+                while True:
+                    chunk = list(itertools.islice(self._queue.items(), kept, kept + _CHUNK))
+                    if not chunk:
                         break
-                    allocation = await self._place(request)
-                    if allocation is not None:
-                        request.future.set_result(allocation)
-                        self._queue.pop(name, None)
+                    full = False
+                    for name, request in chunk:
+                        if request.future.done() or self._queue.get(name) is not request:
+                            kept += name in self._queue
+                            continue
+                        if self._full(request.hardware.cores):
+                            full = True
+                            break
+                        allocation = await self._place(request)
+                        if allocation is not None:
+                            request.future.set_result(allocation)
+                            self._queue.pop(name, None)
+                        else:
+                            kept += 1
+                    if full:
+                        break
         finally:
             self._dispatching = False
 
