@@ -37,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import gc
 import io
 import json
 import os
@@ -460,6 +461,11 @@ def serve(path: str, *, idle: float, max_runs: int) -> int:
     import streamflow.cli.main
     import streamflow.cwl.translator  # noqa: F401
 
+    # What start-up allocated (modules, classes: ~50 k tracked objects) lives as long as the
+    # daemon: out of the collector's reach, each full collection during a run costs ~0.1 ms
+    # instead of ~20-30 ms.
+    gc.collect()
+    gc.freeze()
     daemon = _Daemon(path, lock_fd, idle, max_runs)
     try:
         asyncio.run(daemon.main())
