@@ -3,18 +3,21 @@ used by the CLI and by the UI's ``/api/runs/{run}/events``)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from nats.js import api
 
-from events.codec import event_type
-from events.log import EventLog, Record, run_subject
+from events.codec import decode, event_type
+from events.log import EVENTS_STREAM, EventLog, Record, run_subject
 from events.schema import RunCancelled, RunCompleted, RunFailed, RunSubmitted
 from streamflow.errors import RunNotFoundError
 
-__all__ = ["EventFilter", "is_final", "read_events", "record_to_json", "resolve_filter", "step_ids", "touches_step"]
+__all__ = ["EventFilter", "Page", "is_final", "read_page", "record_to_json", "resolve_filter", "step_ids",
+           "touches_step"]
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
@@ -99,22 +102,67 @@ async def resolve_filter(log_: EventLog, run_id: str, *, types: Iterable[str] = 
     return EventFilter(types=set(types), steps=ids, since=max(0, since))
 
 
-async def read_events(log_: EventLog, run_id: str, keep: EventFilter, *, limit: int) -> tuple[list[Record], int]:
-    """Up to ``limit`` of a run's events that pass ``keep``, in log order, and the run
-    sequence to pass as ``since`` for the next page (the last event read).
+@dataclass
+class Page:
+    """One page of a run's events.
 
-    Raises:
-        RunNotFoundError: no such run.
+    Attributes:
+        records: the events kept, in log order, numbered by their run sequence.
+        next_since: the run sequence to pass as ``since`` for the next page (the last
+            event read, kept or not).
+        last_stream_seq: the stream sequence of that event (0: none read).
+        scanned: how many events were read for this page.
     """
-    found: list[Record] = []
-    last = keep.since
-    async for record in log_.read(run_id):
-        last = max(last, record.seq)
-        if keep.keeps(record):
-            found.append(record)
-            if len(found) >= limit:
-                break
-    return found, last
+
+    records: list[Record]
+    next_since: int
+    last_stream_seq: int
+    scanned: int
+
+
+async def read_page(log_: EventLog, run_id: str, keep: EventFilter, *, limit: int,
+                    start: tuple[int, int] = (0, 0), batch: int = 256) -> Page:
+    """Up to ``limit`` of a run's events that pass ``keep``, reading from a known position.
+
+    ``start`` is ``(n, stream_seq)``: the run sequence of one of the run's events and its
+    stream sequence (``(0, 0)``: the run's start). Reading begins right after it, on a pull
+    consumer of the run's subjects, so a page costs what it reads (the events after ``n``
+    up to the page's last), not the run's events before it. ``n`` should be at most
+    ``keep.since``; events up to ``keep.since`` are read and skipped.
+    """
+    ordinal, after = start
+    page = Page(records=[], next_since=max(keep.since, ordinal), last_stream_seq=after, scanned=0)
+    config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1,
+                                ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True)
+    sub = await log_.js.pull_subscribe(run_subject(run_id), stream=EVENTS_STREAM, config=config)
+    name = ""
+    try:
+        info = await sub.consumer_info()
+        name = info.name
+        pending = int(info.num_pending or 0)
+        while pending and len(page.records) < limit:
+            for msg in await sub.fetch(min(batch, pending), timeout=5.0):
+                meta = msg.metadata
+                ordinal += 1
+                page.scanned += 1
+                pending = meta.num_pending
+                page.next_since, page.last_stream_seq = max(keep.since, ordinal), meta.sequence.stream
+                try:
+                    record = Record(stream_seq=meta.sequence.stream, subject=msg.subject, envelope=decode(msg.data),
+                                    seq=ordinal, time=meta.timestamp.timestamp() if meta.timestamp else 0.0)
+                except Exception:  # an event this version cannot read: counted, not shown
+                    continue
+                if keep.keeps(record):
+                    page.records.append(record)
+                    if len(page.records) >= limit:
+                        break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        if name:
+            with contextlib.suppress(Exception):
+                await log_.js.delete_consumer(EVENTS_STREAM, name)
+    return page
 
 
 async def is_final(log_: EventLog, record: Record) -> bool:

@@ -1,15 +1,13 @@
-"""Live views of the log: the runs list and one feed per open run.
+"""Live views of the log: one feed per open run (the runs list is :mod:`streamflow.ui.index`).
 
 Both fold the log with the run read model (:class:`events.projections.RunSummary`, the
 one fold of job state) wrapped in :class:`RunFold`, which keeps the counts that
 ``RunSummary.to_dict`` recomputes over every job up to date event by event, and notes what
 changed. A feed's update therefore costs O(changes), not O(jobs).
 
-* :class:`RunsIndex`: one ordered consumer over every run's events; pushes the runs list
-  (at most every ``interval`` seconds, only when something changed).
-* :class:`RunFeed`: one ordered consumer per open run, shared by every browser tab watching
-  it; a tab gets a snapshot, then coalesced updates, then ``end``. A feed with no
-  subscriber stops (its consumer is deleted) ``idle`` seconds after its last use.
+:class:`RunFeed`: one ordered consumer per open run, shared by every browser tab watching
+it; a tab gets a snapshot, then coalesced updates, then ``end``. A feed with no subscriber
+stops (its consumer is deleted) ``idle`` seconds after its last use.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from events.projections import JOB_STATES, RunSummary
 from events.schema import JobStarted, RunSubmitted, StepFailed, StepTerminated
 from streamflow.runs.events import record_to_json
 
-__all__ = ["RunFeed", "RunFold", "RunsIndex", "follow"]
+__all__ = ["RunFeed", "RunFold", "follow"]
 
 log = structlog.get_logger("streamflow.ui")
 
@@ -39,14 +38,16 @@ _JobKey = tuple[str, bool, int, int, bool, int]
 
 
 async def follow(log_: EventLog, subject: str, on_record: Callable[[Record], None], ready: asyncio.Event,
-                 *, number: bool = True) -> None:
+                 *, number: bool = True, from_seq: int = 1) -> None:
     """Fold every event matching ``subject`` with ``on_record``, then keep following.
 
     One ordered consumer (the server re-creates it on a gap). ``ready`` is set once the
     events stored when it started were all folded. ``number``: give records their run
     sequence (1-based position in the subject), as ``streamflow events`` numbers them.
+    ``from_seq``: the first stream sequence to deliver (then ``ready`` is set at once and
+    ``number`` must be False).
     """
-    if await log_.count(subject) == 0:
+    if from_seq > 1 or await log_.count(subject) == 0:
         ready.set()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
 
@@ -55,7 +56,8 @@ async def follow(log_: EventLog, subject: str, on_record: Callable[[Record], Non
 
     sub = await log_.js.subscribe(
         subject, cb=_cb, ordered_consumer=True, idle_heartbeat=5.0,
-        deliver_policy=api.DeliverPolicy.ALL, stream=EVENTS_STREAM)
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, config=api.ConsumerConfig(opt_start_seq=max(1, from_seq)),
+        stream=EVENTS_STREAM)
     ordinal = 0
     try:
         while True:
@@ -300,49 +302,6 @@ class _Feed:
             self.flush()
 
 
-class RunsIndex(_Feed):
-    """Every run's row, folded from one ordered consumer over the whole log."""
-
-    def __init__(self, log_: EventLog, interval: float = 0.5) -> None:
-        super().__init__(log_, "sf.ev.>", interval, number=False)
-        self.runs: dict[str, RunFold] = {}
-        self.order: dict[str, int] = {}
-        self._dirty = False
-
-    def apply(self, record: Record) -> None:
-        run_id = record.envelope.run_id
-        fold = self.runs.get(run_id)
-        if fold is None:
-            if not isinstance(record.body, RunSubmitted):
-                return  # a run's events before its submission cannot be shown: none are
-            fold = self.runs[run_id] = RunFold(run_id)
-            self.order[run_id] = record.stream_seq
-        finished = fold.summary.finished
-        fold.apply(record)
-        if fold.summary.finished and not finished:
-            fold.slim()
-        self._dirty = True
-
-    def rows(self, status: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
-        """The runs, newest first, optionally of one status and whose name or id contains
-        ``text`` (case-insensitive)."""
-        needle = (text or "").lower()
-        rows = []
-        for run_id in sorted(self.order, key=self.order.__getitem__, reverse=True):
-            fold = self.runs[run_id]
-            if status and fold.summary.status != status.upper():
-                continue
-            if needle and needle not in fold.summary.name.lower() and needle not in run_id.lower():
-                continue
-            rows.append(fold.run_row())
-        return rows
-
-    def flush(self) -> None:
-        if self._dirty and self.subscribers:
-            self._dirty = False
-            self.broadcast(("runs", {"runs": self.rows()}))
-
-
 class RunFeed(_Feed):
     """One open run: its fold, the newest events and the tabs watching it."""
 
@@ -356,9 +315,22 @@ class RunFeed(_Feed):
         self.dropped = 0
         self.ended = False
         self.graph: dict[str, Any] | None = None
+        self.positions = array("q")
+        """The stream sequence of each event of the run, by run sequence - 1 (8 bytes an event)."""
+
+    def position(self, since: int) -> tuple[int, int]:
+        """``(n, stream_seq)`` of the run's latest event known here at or before run sequence
+        ``since`` (``(0, 0)``: none): where a page of events after ``since`` starts reading."""
+        n = min(max(0, since), len(self.positions))
+        while n and not self.positions[n - 1]:
+            n -= 1
+        return (n, self.positions[n - 1]) if n else (0, 0)
 
     def apply(self, record: Record) -> None:
         self.fold.apply(record)
+        if record.seq > len(self.positions):  # an unreadable event before it stays 0 (unknown)
+            self.positions.extend([0] * (record.seq - 1 - len(self.positions)))
+            self.positions.append(record.stream_seq)
         if len(self.events) == self.MAX_EVENTS:
             self.dropped += 1
         self.events.append(record_to_json(record))

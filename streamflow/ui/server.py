@@ -15,6 +15,7 @@ import contextlib
 import json
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,12 @@ from streamflow import __version__
 from streamflow.bus import BusOptions, open_bus, streamflow_home
 from streamflow.errors import RunNotFoundError
 from streamflow.runs import control
-from streamflow.runs.events import read_events, record_to_json, resolve_filter
+from streamflow.runs.events import read_page, record_to_json, resolve_filter
 from streamflow.ui import api
 from streamflow.ui.auth import Auth, AuthMiddleware
-from streamflow.ui.live import RunFeed, RunsIndex
+from streamflow.ui.index import RunsIndex
+from streamflow.ui.live import RunFeed
+from streamflow.ui.runcache import RunCache
 
 __all__ = ["UIOptions", "UIState", "build_app", "plotly_js", "serve"]
 
@@ -43,6 +46,7 @@ log = structlog.get_logger("streamflow.ui")
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE = 15.0
+CURSORS = 4096
 
 
 def plotly_js() -> Path:
@@ -82,12 +86,25 @@ class UIState:
     def __init__(self, log_: EventLog, options: UIOptions) -> None:
         self.log = log_
         self.options = options
-        self.index = RunsIndex(log_, options.interval)
+        self.index = self._new_index()
         self.feeds: dict[str, RunFeed] = {}
         self.children: set[asyncio.Task[int]] = set()
         self.log_dir = streamflow_home() / "ui"
         self._janitor: asyncio.Task[None] | None = None
         self._graph_lock = asyncio.Lock()
+        self.cursors: OrderedDict[tuple[str, int], int] = OrderedDict()
+        """``(run, n) -> stream sequence`` of the last event of the pages served (the next
+        page's start), the newest :data:`CURSORS`."""
+
+    def remember(self, run_id: str, n: int, stream_seq: int) -> None:
+        """Note where the run's event ``n`` is (the next page of events starts after it)."""
+        self.cursors[run_id, n] = stream_seq
+        self.cursors.move_to_end((run_id, n))
+        while len(self.cursors) > CURSORS:
+            self.cursors.popitem(last=False)
+
+    def _new_index(self) -> RunsIndex:
+        return RunsIndex(self.log, self.options.interval, cache=RunCache(self.log.js, replicas=self.log.replicas))
 
     def start(self) -> None:
         self.index.start()
@@ -108,7 +125,7 @@ class UIState:
             if self.index.failed:  # its consumer died (the bus was gone too long): start over
                 log.warning("ui: the runs index stopped; restarting it")
                 await self.index.stop()
-                self.index = RunsIndex(self.log, self.options.interval)
+                self.index = self._new_index()
                 self.index.start()
             for run_id, feed in list(self.feeds.items()):
                 if not feed.subscribers and now - feed.last_used > self.options.idle:
@@ -311,14 +328,24 @@ def build_app(state: UIState) -> Starlette:
         try:
             keep = await resolve_filter(state.log, run_id, types=request.query_params.getlist("type"),
                                         step=request.query_params.get("step") or None, since=since)
-            if not await state.log.exists(run_id):
+            if since and (run_id, since) in state.cursors:  # the next page of one served
+                start = (since, state.cursors[run_id, since])
+            elif since:  # the run's feed knows where each of its events is
+                start = (await state.feed(run_id)).position(since)
+            elif await state.log.exists(run_id):
+                start = (0, 0)
+            else:
                 raise RunNotFoundError(f"no run {run_id!r}")
-            found, last = await read_events(state.log, run_id, keep, limit=limit)
+            page = await read_page(state.log, run_id, keep, limit=limit, start=start)
         except RunNotFoundError as exc:
             return _error(str(exc), 404)
         except ValueError as exc:
             return _error(str(exc), 400)
-        return _json({"events": [record_to_json(r) for r in found], "next_since": last})
+        except TimeoutError:
+            return _error("the run's events could not be read in time", 503)
+        if page.last_stream_seq:
+            state.remember(run_id, page.next_since, page.last_stream_seq)
+        return _json({"events": [record_to_json(r) for r in page.records], "next_since": page.next_since})
 
     async def _body(request: Request) -> dict[str, Any]:
         with contextlib.suppress(Exception):
