@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from streamflow.errors import ConfigError
 
@@ -89,9 +89,34 @@ class Auth:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     hosts: set[str] = field(default_factory=set)
     origins: set[str] = field(default_factory=set)
+    secure_cookie: bool = False
+    public_hosts: set[str] = field(default_factory=set)
+
+    def public(self, url: str) -> None:
+        """Also accept the address a reverse proxy serves the UI at (``--public-url``).
+
+        Its ``Host`` (for a proxy that passes it on) and its origin become acceptable; an
+        ``https`` address makes the cookie ``Secure``.
+
+        Raises:
+            ConfigError: ``url`` is not an absolute http(s) URL without a path.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(f"--public-url {url!r}: expected http(s)://HOST[:PORT], without path or credentials")
+        default = 443 if parts.scheme == "https" else 80
+        netloc = parts.hostname if parts.port in (None, default) else f"{parts.hostname}:{parts.port}"
+        if ":" in (parts.hostname or "") and not netloc.startswith("["):  # an IPv6 literal
+            netloc = f"[{parts.hostname}]" + ("" if parts.port in (None, default) else f":{parts.port}")
+        self.public_hosts.add(netloc)
+        self.hosts |= self.public_hosts if self.hosts else set()
+        self.origins.add(f"{parts.scheme}://{netloc}")
+        self.secure_cookie = self.secure_cookie or parts.scheme == "https"
 
     def bind(self, host: str, port: int) -> None:
-        """Accept the ``Host``/``Origin`` of the address the server listens on.
+        """Accept the ``Host``/``Origin`` of the address the server listens on (and of
+        :meth:`public`, called before or after).
 
         A wildcard address (``0.0.0.0``, ``::``) accepts any ``Host`` (the machine's names
         are not known), and then an ``Origin`` must match the request's own ``Host``.
@@ -108,6 +133,7 @@ class Auth:
                 continue
             self.hosts.add(f"{name}:{port}")
             self.origins.add(f"http://{name}:{port}")
+        self.hosts |= self.public_hosts
 
     def csrf(self) -> str:
         """The CSRF value (an HMAC of the token: it reveals nothing of the token)."""
@@ -168,6 +194,8 @@ class AuthMiddleware:
                 await _reply(send, 401, _TOKEN_PAGE, b"text/html; charset=utf-8")
                 return
             cookie = f"{COOKIE}={self.auth.token}; HttpOnly; SameSite=Strict; Path=/"
+            if self.auth.secure_cookie:
+                cookie += "; Secure"
             await _reply(send, 303, b"", b"text/plain", [(b"location", b"/"), (b"set-cookie", cookie.encode())])
             return
         if not self._authenticated(headers):

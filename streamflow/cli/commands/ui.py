@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--port", type=_port, default=8765, help="port (default: 8765; 0: a free one, printed)")
     parser.add_argument("--token-file", metavar="FILE",
                         help="read the access token from FILE (mode 0600; default: a random token)")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="the https://HOST[:PORT] a reverse proxy serves the UI at: its Host and Origin are "
+                             "accepted, and an https address makes the cookie Secure")
     parser.add_argument("--debug", action="store_true", help="debug logs on stderr")
     add_bus_options(parser)
     parser.set_defaults(func=run)
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         auth = Auth(token=read_token_file(args.token_file)) if args.token_file else Auth()
+        if args.public_url:
+            auth.public(args.public_url)
     except ConfigError as exc:
         print(f"streamflow: {exc}", file=sys.stderr)
         return 2
