@@ -53,6 +53,7 @@ from events.schema import (
 from streamflow import __version__
 from streamflow.bus import BusOptions, open_bus
 from streamflow.cli.config_run import ConfigRun
+from streamflow.cli.groups import ACTOR_GROUPS, parse_groups
 from streamflow.core.deployment import BindingFilter
 from streamflow.core.scheduling import Policy
 from streamflow.data.manager import DefaultDataManager
@@ -463,26 +464,6 @@ def _policy(config_run: ConfigRun | None) -> Policy:
     name, config = config_run.policy
     policy: Policy = Registry.default().get("policy", name)(**config)
     return policy
-
-
-#: The actor groups a process can host (``--actors``); together they make a whole run.
-ACTOR_GROUPS = ("steps", "ports", "scheduler", "data-manager", "failure-manager", "supervisor")
-
-
-def parse_groups(spec: str | None) -> set[str] | None:
-    """Parse ``--actors a,b,c``.
-
-    Raises:
-        WorkflowDefinitionError: an unknown group name.
-    """
-    if not spec:
-        return None
-    groups = {g.strip() for g in spec.split(",") if g.strip()}
-    unknown = groups - set(ACTOR_GROUPS)
-    if unknown:
-        raise WorkflowDefinitionError(f"--actors: unknown actor group(s) {sorted(unknown)}; expected some of "
-                                      f"{', '.join(ACTOR_GROUPS)}")
-    return groups
 
 
 _GROUP_OF: dict[type, str] = {}

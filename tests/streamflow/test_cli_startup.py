@@ -38,6 +38,19 @@ def test_structlog_is_imported_without_rich_and_rich_still_works() -> None:
     assert result.stdout.split() == ["False", "False", "True", "ok"]
 
 
+def test_building_the_parser_imports_neither_the_engine_nor_the_workers() -> None:
+    # Every command line builds every command's parser (agent, host...): `streamflow version`
+    # must not pay for the actors and the CWL stack.
+    result = _python(
+        "import sys\n"
+        "from streamflow.cli.main import main\n"
+        "assert main(['version']) == 0\n"
+        "print(sorted(m for m in ('streamflow.cli.engine', 'actors.worker', 'cwl_utils') if m in sys.modules))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
 def test_a_run_without_streamflow_yml_does_not_load_the_plugin_registry() -> None:
     from streamflow.cli.engine import _policy
     from streamflow.plugins import Registry

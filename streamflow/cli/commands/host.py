@@ -20,7 +20,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``host``."""
-    from streamflow.cli.engine import ACTOR_GROUPS
+    from streamflow.cli.groups import ACTOR_GROUPS
     from streamflow.cli.main import add_bus_options
     from streamflow.cli.runids import run_id_arg
 
