@@ -37,7 +37,7 @@ const STYLE = [
   } },
   { selector: "node[kind = 'workflow'][?collapsed]", style: {
     "border-style": "double", "border-width": 3, "background-color": "data(fill)", color: "data(ink)",
-    "text-valign": "center", width: "data(w)", height: 30,
+    "text-valign": "center", width: "data(w)", height: 30, padding: 0,
   } },
   { selector: "node.selected", style: { "overlay-color": "#2f6fd6", "overlay-opacity": 0.18, "overlay-padding": 5 } },
   { selector: "edge", style: {
@@ -45,6 +45,11 @@ const STYLE = [
     "arrow-scale": 0.8, "curve-style": "bezier",
   } },
 ];
+
+// Steps the CWL translation adds around the tools (scatter, gather, valueFrom, type
+// transforms): hidden unless asked for, the edges go through them.
+const INTERNAL = new Set(["scatter", "gather", "transform", "value_from"]);
+const isInternal = (n) => n.kind === "step" && INTERNAL.has(n.step_kind);
 
 /** Aggregate state of the steps inside a collapsed subworkflow. */
 function combined(states) {
@@ -63,15 +68,17 @@ export class GraphView {
     this.states = {};
     this.collapsed = new Set();
     this.showPorts = true;
+    this.showInternal = false;
     this.cy = null;
     this.selected = null;
+    container.sfGraph = this; // for the browser tests: where a node is drawn (cy.$id(id).renderedPosition())
   }
 
   /** Set the graph (from /api/runs/{run}/graph); big graphs start without ports, subworkflows collapsed. */
   setGraph(graph) {
     this.graph = graph;
-    const steps = graph.nodes.filter((n) => n.kind === "step").length;
-    this.showPorts = graph.nodes.length <= 60;
+    const steps = graph.nodes.filter((n) => n.kind === "step" && !isInternal(n)).length;
+    this.showPorts = graph.nodes.filter((n) => !isInternal(n)).length <= 60;
     if (steps > 60) graph.nodes.filter((n) => n.kind === "workflow").forEach((n) => this.collapsed.add(n.id));
     this.rebuild();
   }
@@ -98,7 +105,7 @@ export class GraphView {
   stepsInside(workflowId) {
     const inside = [];
     for (const node of this.graph.nodes) {
-      if (node.kind !== "step") continue;
+      if (node.kind !== "step" || isInternal(node)) continue;
       for (let p = node.parent; p; p = (this.byId.get(p) || {}).parent) {
         if (p === workflowId) { inside.push(node.step || node.id); break; }
       }
@@ -131,17 +138,35 @@ export class GraphView {
   elements() {
     this.byId = new Map(this.graph.nodes.map((n) => [n.id, n]));
     const nodes = [];
-    const hiddenPort = (n) => n.kind === "port" && !this.showPorts;
+    // Without internal steps, the ports next to one are passed through too (a scatter joins
+    // its inputs to its outputs in a way the graph does not say: drawing it as a cross product
+    // would mislead), and a scatter's size port (scatter -> gather) is dropped.
+    const nextToInternal = new Map();
+    const sizePort = new Map();
+    const kindOf = (id) => { const node = this.byId.get(id); return node && isInternal(node) ? node.step_kind : null; };
+    for (const e of this.graph.edges) {
+      for (const [port, other, into] of [[e.target, e.source, true], [e.source, e.target, false]]) {
+        if ((this.byId.get(port) || {}).kind !== "port") continue;
+        const kind = kindOf(other);
+        nextToInternal.set(port, (nextToInternal.get(port) ?? false) || kind !== null);
+        sizePort.set(port, (sizePort.get(port) ?? true) && kind === (into ? "scatter" : "gather"));
+      }
+    }
+    const dropped = (n) => !this.showInternal && n.kind === "port" && !!sizePort.get(n.id);
+    const hidden = (n) => dropped(n) || (n.kind === "port" && (!this.showPorts || (!this.showInternal && nextToInternal.get(n.id))))
+      || (!this.showInternal && isInternal(n));
     for (const n of this.graph.nodes) {
-      if (this.visible(n.id) !== n.id || hiddenPort(n)) continue;
+      if (this.visible(n.id) !== n.id || hidden(n)) continue;
       const parent = n.parent && this.visible(n.parent) === n.parent && !this.collapsed.has(n.parent) ? n.parent : undefined;
       nodes.push({ data: {
-        id: n.id, parent, kind: n.kind, step: n.step || null, base: n.label, label: n.label,
+        id: n.id, parent, kind: n.kind, step: n.step || null, base: n.label,
+        label: this.collapsed.has(n.id) ? `${n.label} ▸ ${this.stepsInside(n.id).length} steps` : n.label,
         collapsed: this.collapsed.has(n.id), title: n.name || n.label,
-        fill: STATE_COLOURS.waiting, ink: "#1f2328", w: 24 + 6.6 * String(n.label).length,
+        fill: STATE_COLOURS.waiting, ink: "#1f2328", w: 24 + 6.6 * String(n.label).length + (this.collapsed.has(n.id) ? 60 : 0),
       } });
     }
-    // Edges between what is visible; without ports, step -> port -> step becomes step -> step.
+    // Edges between what is visible: a hidden port or internal step is passed through
+    // (step -> port -> step becomes step -> step), inside a collapsed box goes to the box.
     const pairs = new Set();
     const edges = [];
     const add = (s, t) => {
@@ -149,18 +174,20 @@ export class GraphView {
       pairs.add(`${s}\u0000${t}`);
       edges.push({ data: { id: `e${edges.length}`, source: s, target: t } });
     };
-    const isPort = (id) => (this.byId.get(id) || {}).kind === "port";
-    if (this.showPorts) {
-      for (const e of this.graph.edges) add(this.visible(e.source), this.visible(e.target));
-    } else {
-      const into = new Map(); const outOf = new Map();
-      for (const e of this.graph.edges) {
-        if (isPort(e.target)) (into.get(e.target) || into.set(e.target, []).get(e.target)).push(e.source);
-        if (isPort(e.source)) (outOf.get(e.source) || outOf.set(e.source, []).get(e.source)).push(e.target);
-        if (!isPort(e.source) && !isPort(e.target)) add(this.visible(e.source), this.visible(e.target));
-      }
-      for (const [port, sources] of into) {
-        for (const s of sources) for (const t of outOf.get(port) || []) add(this.visible(s), this.visible(t));
+    const out = new Map();
+    for (const e of this.graph.edges) (out.get(e.source) || out.set(e.source, []).get(e.source)).push(e.target);
+    for (const n of this.graph.nodes) {
+      if (hidden(n) || !out.has(n.id)) continue;
+      const seen = new Set();
+      const stack = [...out.get(n.id)];
+      while (stack.length) {
+        const target = stack.pop();
+        if (seen.has(target)) continue;
+        seen.add(target);
+        const node = this.byId.get(target);
+        if (node && dropped(node)) continue;
+        if (node && hidden(node)) stack.push(...(out.get(target) || []));
+        else add(this.visible(n.id), this.visible(target));
       }
     }
     return { nodes, edges };
@@ -179,6 +206,7 @@ export class GraphView {
     });
     this.cy.batch(() => this.cy.nodes().forEach((node) => this.paint(node)));
     this.cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 45, padding: 12, animate: false }).run();
+    this.fitHeight();
     this.fit();
     this.cy.on("tap", "node", (event) => {
       const node = event.target;
@@ -190,7 +218,21 @@ export class GraphView {
       this.onStep(this.selected);
     });
     this.container.setAttribute("data-nodes", String(elements.nodes.length));
+    this.container.setAttribute("data-collapsed", [...this.collapsed].join(" "));
     if (this.selected) this.select(this.selected);
+  }
+
+  /** Size the box to the laid-out graph (between 140 and 520 px high): a small graph does not
+   *  float in an empty box, a tall one gets room before it has to be zoomed out. */
+  fitHeight() {
+    const bb = this.cy.elements().boundingBox();
+    const width = this.container.clientWidth || 800;
+    const zoom = Math.min(1.2, (width - 28) / Math.max(1, bb.w));
+    const height = Math.round(Math.min(520, Math.max(140, bb.h * zoom + 40)));
+    if (Math.abs(height - this.container.clientHeight) > 2) {
+      this.container.style.height = `${height}px`;
+      this.cy.resize();
+    }
   }
 
   /** Fit the graph in view, never zoomed in beyond 1.2 (a tiny graph stays readable size). */
@@ -215,6 +257,12 @@ export class GraphView {
 
   setShowPorts(show) {
     this.showPorts = show;
+    this.rebuild();
+  }
+
+  /** Show the steps the translation adds (scatter, gather, valueFrom, transforms). */
+  setShowInternal(show) {
+    this.showInternal = show;
     this.rebuild();
   }
 

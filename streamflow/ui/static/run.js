@@ -11,7 +11,8 @@ const FINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 export function mountRun(root, runId, setLive) {
   const enc = encodeURIComponent(runId);
   const base = `/api/runs/${enc}`;
-  const state = { summary: null, steps: {}, step: null, ended: false, tab: sessionStorage.getItem("sf-tab") || "jobs" };
+  const state = { summary: null, steps: {}, step: null, ended: false, updates: 0,
+                  tab: sessionStorage.getItem("sf-tab") || "jobs" };
   const cleanups = [];
 
   // --- header --------------------------------------------------------------------------
@@ -28,17 +29,21 @@ export function mountRun(root, runId, setLive) {
 
   // --- graph and timeline ----------------------------------------------------------------
   const graphBox = el("div", { class: "graph", "data-testid": "graph" });
-  const ports = el("input", { type: "checkbox", checked: true });
+  const ports = el("input", { type: "checkbox", checked: true, "data-testid": "graph-ports" });
+  const internal = el("input", { type: "checkbox", "data-testid": "graph-internal" });
   const stepChip = el("span", { class: "chip", hidden: true, "data-testid": "step-filter" });
   const graph = new GraphView(graphBox, (step) => selectStep(step));
   const graphPanel = el("section", { class: "panel" },
     el("div", { class: "panel-head" }, el("h2", {}, "Graph"), stepChip,
+      el("label", { class: "small", title: "steps added by the translation: scatter, gather, valueFrom, transforms" },
+        internal, " internal steps"),
       el("label", { class: "small" }, ports, " ports"),
       el("button", { class: "small-btn", onclick: () => graph.setAllCollapsed(true) }, "collapse all"),
       el("button", { class: "small-btn", onclick: () => graph.setAllCollapsed(false) }, "expand all"),
       el("button", { class: "small-btn", onclick: () => graph.fit() }, "fit")),
     graphBox);
   ports.addEventListener("change", () => graph.setShowPorts(ports.checked));
+  internal.addEventListener("change", () => graph.setShowInternal(internal.checked));
 
   const timelineBox = el("div", { class: "timeline", "data-testid": "timeline" });
   const groupBy = el("select", { "aria-label": "timeline lanes", "data-testid": "timeline-group" },
@@ -86,8 +91,10 @@ export function mountRun(root, runId, setLive) {
       j.reused ? el("span", { class: "c-completed" }, `${j.reused} reused`) : null,
       el("span", { class: j.failed ? "c-failed strong" : "c-muted" }, `${j.failed || 0} failed attempts`),
       j.retried ? el("span", { class: "c-cancelled strong" }, `${j.retried} retried`) : null,
-      el("span", { class: "c-running" }, `${j.running || 0} running`),
-      el("span", { class: "c-waiting" }, `${j.waiting || 0} waiting`),
+      FINAL.includes(s.status)
+        ? ((j.running || 0) + (j.waiting || 0) ? el("span", { class: "c-waiting", title: "running or waiting when the run ended" },
+          `${(j.running || 0) + (j.waiting || 0)} not run`) : null)
+        : [el("span", { class: "c-running" }, `${j.running || 0} running`), el("span", { class: "c-waiting" }, `${j.waiting || 0} waiting`)],
       el("span", { class: "muted" }, `of ${j.requested || 0} jobs · ${rate.toFixed(2)} jobs/s`));
     const failed = s.status === "FAILED" || s.status === "CANCELLED";
     errorBox.hidden = !(s.error || (failed && s.failed_step));
@@ -186,7 +193,12 @@ export function mountRun(root, runId, setLive) {
   cleanups.push(() => clearInterval(timelineTick));
 
   // --- jobs ----------------------------------------------------------------------------------
-  const jobs = { offset: 0, state: "", q: "", total: 0 };
+  // One page (PAGE rows) from the server. A feed update that changed something asks for a
+  // refresh at once: at most one request is in flight, and the asks made meanwhile are
+  // coalesced into one more request when it ends (an answer overtaken by a newer ask, e.g. a
+  // filter change, is dropped). So the table follows the header within one request, and costs
+  // at most one /jobs request per feed update (≤ 2/s).
+  const jobs = { offset: 0, state: "", q: "", total: 0, busy: false, again: false, shown: "" };
   const jobState = el("select", { "data-testid": "jobs-state", "aria-label": "job state" },
     ["", "waiting", "running", "completed", "failed"].map((s) => el("option", { value: s }, s || "any state")));
   const jobQ = el("input", { type: "search", placeholder: "job id, tag or step", "data-testid": "jobs-q" });
@@ -194,42 +206,73 @@ export function mountRun(root, runId, setLive) {
   const prev = el("button", { class: "small-btn", onclick: () => { jobs.offset = Math.max(0, jobs.offset - PAGE); loadJobs(); } }, "‹ prev");
   const next = el("button", { class: "small-btn", "data-testid": "jobs-next", onclick: () => { jobs.offset += PAGE; loadJobs(); } }, "next ›");
   const jobBody = el("tbody");
-  setChildren(tabs.jobs.body,
-    el("div", { class: "toolbar" }, jobState, jobQ, prev, next, jobInfo),
-    el("table", { class: "grid jobs", "data-testid": "jobs-table" },
-      el("thead", {}, el("tr", {}, ["state", "step", "tag", "attempts", "location", "start", "duration", "exit", "error"].map((h) => el("th", {}, h)))),
-      jobBody));
+  const jobTable = el("table", { class: "grid jobs", "data-testid": "jobs-table" },
+    el("thead", {}, el("tr", {}, ["state", "step", "tag", "attempts", "location", "start", "duration", "exit", "error"].map((h) => el("th", {}, h)))),
+    jobBody);
+  setChildren(tabs.jobs.body, el("div", { class: "toolbar" }, jobState, jobQ, prev, next, jobInfo), jobTable);
   jobState.addEventListener("change", () => { jobs.state = jobState.value; jobs.offset = 0; loadJobs(); });
   jobQ.addEventListener("input", throttle(() => { jobs.q = jobQ.value; jobs.offset = 0; loadJobs(); }, 300));
-  async function loadJobs() {
-    let data;
-    try {
-      data = await getJSON(`${base}/jobs`, { state: jobs.state, step: state.step || "", q: jobs.q, offset: jobs.offset, limit: PAGE });
-    } catch (err) {
-      jobInfo.textContent = err.message;
-      return;
-    }
-    jobs.total = data.total;
-    if (jobs.offset >= data.total && data.total > 0) { jobs.offset = Math.floor((data.total - 1) / PAGE) * PAGE; return loadJobs(); }
-    jobInfo.textContent = data.total ? `${jobs.offset + 1}–${jobs.offset + data.jobs.length} of ${data.total} jobs` : "no job matches";
-    prev.disabled = jobs.offset === 0;
-    next.disabled = jobs.offset + PAGE >= data.total;
-    setChildren(jobBody, data.jobs.map((j) => {
-      const href = `#/run/${enc}/job/${encodeURIComponent(j.job)}`;
-      return el("tr", { class: `clickable${j.state === "failed" ? " row-failed" : ""}${j.attempts > 1 ? " row-retried" : ""}`,
-                        "data-job": j.job, onclick: () => { location.hash = href; } },
-        el("td", {}, badge(j.reused_from ? "reused" : j.state)),
-        el("td", {}, el("a", { href }, j.step_name || j.step)),
-        el("td", { class: "mono" }, j.tag),
-        el("td", { class: "num" }, j.attempts > 1 ? el("span", { class: "c-cancelled strong", title: "retried" }, j.attempts) : j.attempts),
-        el("td", { class: "mono small" }, where(j.deployment, j.location)),
-        el("td", { class: "nowrap" }, fmtTime(j.start)),
-        el("td", { class: "num" }, fmtDuration(j.duration ?? (j.start && !j.end ? elapsed(j.start) : null))),
-        el("td", { class: "num" }, j.exit_code ?? ""),
-        el("td", { class: "error-cell", title: j.error || "" }, j.error || ""));
-    }));
+  // A job still running or waiting when the run ended (failed, cancelled) was stopped or never ran.
+  const shownState = (st) => (state.summary && FINAL.includes(state.summary.status)
+    ? ({ running: "stopped", waiting: "not run" }[st] || st) : st);
+  function jobRow(j) {
+    const href = `#/run/${enc}/job/${encodeURIComponent(j.job)}`;
+    return el("tr", { class: `clickable${j.state === "failed" ? " row-failed" : ""}${j.attempts > 1 ? " row-retried" : ""}`,
+                      "data-job": j.job, "data-state": j.state, onclick: () => { location.hash = href; } },
+      el("td", {}, badge(j.reused_from ? "reused" : shownState(j.state))),
+      el("td", {}, el("a", { href }, j.step_name || j.step)),
+      el("td", { class: "mono" }, j.tag),
+      el("td", { class: "num" }, j.attempts > 1 ? el("span", { class: "c-cancelled strong", title: "retried" }, j.attempts) : j.attempts),
+      el("td", { class: "mono small" }, where(j.deployment, j.location)),
+      el("td", { class: "nowrap" }, fmtTime(j.start)),
+      el("td", { class: "num" }, fmtDuration(j.duration ?? (j.start && !j.end ? elapsed(j.start) : null))),
+      el("td", { class: "num" }, j.exit_code ?? ""),
+      el("td", { class: "error-cell", title: j.error || "" }, j.error || ""));
   }
-  const refreshJobs = throttle(() => { if (state.tab === "jobs") loadJobs(); }, 2000);
+  async function loadJobs() {
+    if (jobs.busy) { jobs.again = true; return; }
+    jobs.busy = true;
+    try {
+      do {
+        jobs.again = false;
+        const asked = state.updates;
+        let data;
+        try {
+          data = await getJSON(`${base}/jobs`, { state: jobs.state, step: state.step || "", q: jobs.q, offset: jobs.offset, limit: PAGE });
+        } catch (err) {
+          jobInfo.textContent = err.message;
+          break;
+        }
+        if (jobs.again) continue; // asked again meanwhile (new counts or filters): this answer is stale
+        if (jobs.offset >= data.total && data.total > 0) {
+          jobs.offset = Math.floor((data.total - 1) / PAGE) * PAGE;
+          jobs.again = true;
+          continue;
+        }
+        jobs.total = data.total;
+        jobInfo.textContent = data.total ? `${jobs.offset + 1}–${jobs.offset + data.jobs.length} of ${data.total} jobs` : "no job matches";
+        prev.disabled = jobs.offset === 0;
+        next.disabled = jobs.offset + PAGE >= data.total;
+        jobTable.setAttribute("data-update", String(asked));
+        jobTable.setAttribute("data-total", String(data.total));
+        // Redraw only what changed: an unchanged page keeps its rows (no flicker under the mouse).
+        const key = JSON.stringify([state.summary && state.summary.status, data.jobs]);
+        if (key === jobs.shown && data.jobs.every((j) => !(j.start && !j.end))) continue;
+        jobs.shown = key;
+        setChildren(jobBody, data.jobs.map(jobRow));
+      } while (jobs.again);
+    } finally {
+      jobs.busy = false;
+    }
+  }
+  let lastCounts = "";
+  const refreshJobs = (force) => {
+    const s = state.summary || {};
+    const counts = JSON.stringify([s.status, s.jobs]);
+    if (!force && counts === lastCounts) return;
+    lastCounts = counts;
+    if (state.tab === "jobs") loadJobs();
+  };
 
   // --- events --------------------------------------------------------------------------------
   const ev = { next: 0, rows: 0, last: 0 };
@@ -334,25 +377,28 @@ export function mountRun(root, runId, setLive) {
     stopFeed = follow(`${base}/stream`, {
       snapshot: (data) => {
         state.summary = data.summary;
+        state.updates += 1;
         if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
         applySteps(data.steps);
         drawHeader();
         fetchTimeline();
-        refreshJobs();
+        refreshJobs(true);
       },
       update: (data) => {
         state.summary = data.summary;
+        state.updates += 1;
+        counts.setAttribute("data-updates", String(state.updates));
         if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
         applySteps(data.steps);
         drawHeader();
         timelineUpdate(data);
-        refreshJobs();
+        refreshJobs(false);
         liveEvents(data.events);
       },
       end: () => {
         state.ended = true;
         fetchTimeline();
-        refreshJobs();
+        refreshJobs(true);
         if (state.tab === "outputs") loadOutputs();
         // The server closes a finished run's stream: close ours (no reconnection loop). After
         // a Resume, open it again until the run is seen going again (for at most a minute).

@@ -3,6 +3,7 @@ import { follow } from "./api.js";
 import { badge, el, elapsed, fmtDuration, fmtTime, progress, setChildren } from "./util.js";
 
 const STATUSES = ["", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+const FINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 
 /** Mount the runs list in `root`; returns a function that tears it down. */
 export function mountRuns(root, setLive) {
@@ -42,8 +43,10 @@ export function mountRuns(root, setLive) {
         el("td", { class: "nowrap counts" },
           el("span", { class: "c-completed", title: "completed" }, `${(j.completed || 0) + (j.reused || 0)} done`),
           j.failed ? el("span", { class: "c-failed", title: "failed attempts" }, ` ${j.failed} failed`) : null,
-          j.running ? el("span", { class: "c-running", title: "running" }, ` ${j.running} running`) : null,
-          j.waiting ? el("span", { class: "c-waiting", title: "waiting" }, ` ${j.waiting} waiting`) : null),
+          FINAL.includes(r.status) ? ((j.running || 0) + (j.waiting || 0)
+            ? el("span", { class: "c-waiting", title: "running or waiting when the run ended" }, ` ${(j.running || 0) + (j.waiting || 0)} not run`) : null)
+            : [j.running ? el("span", { class: "c-running", title: "running" }, ` ${j.running} running`) : null,
+              j.waiting ? el("span", { class: "c-waiting", title: "waiting" }, ` ${j.waiting} waiting`) : null]),
         el("td", {}, progress(j)));
     }));
   };

@@ -25,6 +25,7 @@
     FAILED: "#d0463c",
     RUNNING: "#2f6fd6",
     CANCELLED: "#d98e1c",
+    INTERRUPTED: "#d98e1c",
     WAITING: "#9aa1a9",
   };
   var AGGREGATE_OVER = 2000;   // attempts
@@ -82,8 +83,11 @@
       for (var s = 0; s < n; s++) { categories.push(rowLabel(lane, s, n)); }
     });
     var byStatus = {};
+    var ended = data.ended_at !== null && data.ended_at !== undefined;
     packed.placed.forEach(function (p) {
       var status = p.row.status || "RUNNING";
+      // An attempt still open when the run ended (failed or cancelled) was stopped with it.
+      if (ended && status === "RUNNING" && (p.row.end === null || p.row.end === undefined)) { status = "INTERRUPTED"; }
       var trace = byStatus[status];
       if (!trace) {
         trace = byStatus[status] = {
@@ -99,14 +103,15 @@
       var end = endOf(row, now);
       var place = (row.deployment || "?") + "/" + (row.location || "?") + (row.worker ? " (" + row.worker + ")" : "");
       var took = row.duration !== null && row.duration !== undefined
-        ? row.duration.toFixed(3) + " s" : "running " + (end - row.start).toFixed(1) + " s";
+        ? row.duration.toFixed(3) + " s"
+        : (status === "INTERRUPTED" ? "stopped with the run after " : "running ") + (end - row.start).toFixed(1) + " s";
       trace.y.push(rowLabel(p.lane, p.slot, packed.slotsByLane[p.lane].length));
       trace.base.push(iso(row.start));
       trace.x.push(Math.max(1, (end - row.start) * 1000));
       trace.customdata.push([row.job, row.step_name || row.step, row.tag, row.attempt,
                              status.toLowerCase(), took, row.error ? "error: " + String(row.error).slice(0, 200) : place]);
     });
-    var order = ["COMPLETED", "RUNNING", "FAILED", "CANCELLED"];
+    var order = ["COMPLETED", "RUNNING", "FAILED", "CANCELLED", "INTERRUPTED"];
     var traces = Object.keys(byStatus).sort(function (a, b) {
       return order.indexOf(a) - order.indexOf(b);
     }).map(function (k) { return byStatus[k]; });

@@ -31,6 +31,7 @@ export const STATUS_CLASS = {
   FAILED: "failed", CANCELLED: "cancelled", SKIPPED: "skipped", UNKNOWN: "waiting",
   waiting: "waiting", running: "running", completed: "completed", failed: "failed",
   skipped: "skipped", cancelled: "cancelled", reused: "completed", abandoned: "cancelled",
+  stopped: "cancelled", "not run": "waiting",
 };
 
 /** A coloured status badge. */
