@@ -6,7 +6,8 @@ more pollers, with no rebalancing. For each task it
 
 1. skips it (and acks) if the job's completion is already in the log;
 2. appends ``JobStarted`` under an expected-sequence check on the job's subject, so two
-   workers cannot both own an attempt;
+   workers cannot both own an attempt (the first delivery of a first attempt expects an
+   empty subject without reading it first; on a conflict it takes the careful path);
 3. runs the attempt in a fresh private directory (:mod:`streamflow.data.jobdirs`),
    telling the server it is still working (``in_progress``) while it runs;
 4. appends ``JobCompleted`` or ``JobFailed`` (expected sequence: its own ``JobStarted``;
