@@ -399,7 +399,15 @@ class QueueManagerConnector(ConnectorWrapper):
             files.rc,
         )
         async with self._semaphore:
-            await self._prepare(inner, workdir, files, script)
+            prepared = asyncio.ensure_future(self._prepare(inner, workdir, files, script))
+            try:
+                await asyncio.shield(prepared)
+            except BaseException:
+                # Cancelled (or failed) while the script was being written: the write may still
+                # land, so let it settle before removing what it made (shielded: a second
+                # cancellation does not stop the clean-up).
+                await asyncio.shield(self._discard(inner, files, prepared))
+                raise
             self._active += 1
             self._idle.clear()
             try:
@@ -464,6 +472,14 @@ class QueueManagerConnector(ConnectorWrapper):
             await self.connector.copy_local_to_remote(local, files.script, [inner])
         finally:
             os.unlink(local)
+
+    async def _discard(self, inner: ExecutionLocation, files: _JobFiles, pending: asyncio.Future[None]) -> None:
+        """Wait for ``pending`` (the script's write) to end, then remove the job's files."""
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(pending, 60)
+        leftovers = [files.script, files.rc] + ([files.capture] if files.capture else [])
+        with contextlib.suppress(Exception):
+            await self._probe(inner, ["rm", "-f", *leftovers])
 
     async def _submit_and_wait(
         self,

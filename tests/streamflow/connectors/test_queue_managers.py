@@ -231,8 +231,11 @@ async def test_cancelling_the_task_scancels_the_job(connector: SlurmConnector) -
     await _until(lambda: _final_state("canceljob") == "CANCELLED")
 
 
-async def test_cancellation_at_any_point_leaves_no_job(connector: SlurmConnector) -> None:
-    """Whenever the task is cancelled (before, during or after sbatch), no job is left in the queue."""
+async def test_cancellation_at_any_point_leaves_no_job(connector: SlurmConnector, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whenever the task is cancelled (before, during or after sbatch), no job is left in the queue,
+    and none of its files in the directory it ran in (here the current one: no workdir)."""
+    monkeypatch.chdir(tmp_path)
     loc = await _location(connector)
     for i, delay in enumerate((0.0, 0.02, 0.05, 0.1, 0.2, 0.4)):
         name = f"orphan{i}"
@@ -242,6 +245,7 @@ async def test_cancellation_at_any_point_leaves_no_job(connector: SlurmConnector
         with pytest.raises(asyncio.CancelledError):
             await task
         await _until(lambda name=name: all(job["JobState"] == "CANCELLED" for job in _jobs(name)))
+    await _until(lambda: not list(tmp_path.glob(".sf-*")))
 
 
 async def test_undeploy_cancels_running_jobs(slurm: SlurmInfo, tmp_path: Path) -> None:
