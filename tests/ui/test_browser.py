@@ -122,10 +122,11 @@ def _api(ui: UIServer, path: str) -> Any:
     return response.json()
 
 
-def _start_scatter(ui: UIServer, root: Path, n: int, seconds: float) -> tuple[str, subprocess.Popen[str]]:
+def _start_scatter(ui: UIServer, root: Path, n: int, seconds: float,
+                   name: str = "wf") -> tuple[str, subprocess.Popen[str]]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "sleep.cwl").write_text(SLEEP_TOOL)
-    (root / "wf.cwl").write_text(SCATTER)
+    (root / f"{name}.cwl").write_text(SCATTER)
     (root / "job.yml").write_text(textwrap.dedent(f"""\
         messages: {json.dumps([f"m{i}" for i in range(n)])}
         seconds: {seconds}
@@ -133,7 +134,7 @@ def _start_scatter(ui: UIServer, root: Path, n: int, seconds: float) -> tuple[st
     run_id = f"u{uuid.uuid4().hex[:12]}"
     code = "import sys; from streamflow.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "run", "--quiet", "--run-id", run_id,
-                             "--outdir", str(root / "out"), str(root / "wf.cwl"), str(root / "job.yml")],
+                             "--outdir", str(root / "out"), str(root / f"{name}.cwl"), str(root / "job.yml")],
                             env=ui.env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return run_id, proc
 
@@ -526,3 +527,36 @@ def test_subworkflow_collapses_and_expands_in_the_graph(browser: Any, ui_server:
     finally:
         page.context.close()
 
+
+
+def test_reused_jobs_are_counted_once(browser: Any, ui_server: UIServer, tmp_path: Path) -> None:
+    """A rerun of a completed run reuses its jobs: the list and the run page count each job
+    once (reused ones are part of completed) and the progress bar is full, not overflowing."""
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "bench" / "workflows" / "echo.cwl", tmp_path / "echo.cwl")
+    (tmp_path / "wf.cwl").write_text(SUBWORKFLOW)
+    (tmp_path / "job.yml").write_text("x: a\n")
+    first, again = f"s{uuid.uuid4().hex[:12]}", f"r{uuid.uuid4().hex[:12]}"
+    result = run_cli(["run", "--quiet", "--run-id", first, "--outdir", str(tmp_path / "o1"), str(tmp_path / "wf.cwl"),
+                      str(tmp_path / "job.yml")], ui_server.env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_cli(["rerun", first, "--run-id", again, "--outdir", str(tmp_path / "o2"), "--quiet"],
+                     ui_server.env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = _wait_run(ui_server, again, ("COMPLETED",))["summary"]["jobs"]
+    assert jobs["reused"] == jobs["completed"] == jobs["requested"] == 3, jobs
+    page = _page(browser, ui_server)
+    try:
+        row = page.locator(f"tr[data-run='{again}']")
+        row.wait_for(timeout=30_000)
+        page.wait_for_function("id => /3 done \\(3 reused\\)/.test(document.querySelector(`tr[data-run='${id}']`)"
+                               ".textContent)", arg=again, timeout=30_000)
+        widths = page.evaluate("id => [...document.querySelectorAll(`tr[data-run='${id}'] .progress .seg`)]"
+                               ".map(s => parseFloat(s.style.width))", again)
+        assert widths[0] == 100 and sum(widths) == 100, widths
+        row.click()
+        page.wait_for_selector("[data-testid=run-status] [data-status=COMPLETED]", timeout=30_000)
+        counts = page.inner_text("[data-testid=run-counts]")
+        assert "3 completed" in counts and "(3 reused)" in counts and "of 3 jobs" in counts, counts
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        page.context.close()

@@ -121,7 +121,10 @@ def test_screenshots_for_the_docs(browser: Any, ui_server: UIServer, tmp_path: P
         result = run_cli(["run", "--quiet", "--run-id", done, "--outdir", str(tmp_path / "o1"),
                           str(tmp_path / "germline.cwl"), str(tmp_path / "samples.yml")], ui_server.env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        cancelled, proc = _start_scatter(ui_server, tmp_path / "cancelled", n=40, seconds=2)
+        rerun = f"r{uuid.uuid4().hex[:12]}"
+        assert run_cli(["rerun", done, "--run-id", rerun, "--outdir", str(tmp_path / "o2"), "--quiet"],
+                       ui_server.env, cwd=tmp_path).returncode == 0
+        cancelled, proc = _start_scatter(ui_server, tmp_path / "cancelled", n=40, seconds=2, name="align-reads")
         procs.append(proc)
         _wait_run(ui_server, cancelled, ("RUNNING",))
         time.sleep(3)
@@ -153,7 +156,9 @@ def test_screenshots_for_the_docs(browser: Any, ui_server: UIServer, tmp_path: P
         page.goto(f"{ui_server.base_url}/#/")
         page.locator(f"tr[data-run='{run_id}']").wait_for(timeout=60_000)
         page.wait_for_timeout(4000)
-        page.screenshot(path=str(shots / "ui-runs.png"))
+        table = page.locator("[data-testid=runs-table]").bounding_box()
+        page.screenshot(path=str(shots / "ui-runs.png"),
+                        clip={"x": 0, "y": 0, "width": 1400, "height": table["y"] + table["height"] + 24})
 
         page.goto(f"{ui_server.base_url}/#/run/{run_id}")
         page.wait_for_function("() => Number(document.querySelector('[data-testid=timeline]').dataset.attempts || 0)"

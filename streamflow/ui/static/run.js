@@ -86,9 +86,9 @@ export function mountRun(root, runId, setLive) {
       s.rerun_of ? [" · rerun of ", el("a", { href: `#/run/${encodeURIComponent(s.rerun_of)}`, class: "mono" }, s.rerun_of)] : null,
       s.resumed ? " · resumed" : null);
     setChildren(counts,
-      progress(j),
+      progress(j, FINAL.includes(s.status)),
       el("span", { class: "c-completed" }, `${j.completed || 0} completed`),
-      j.reused ? el("span", { class: "c-completed" }, `${j.reused} reused`) : null,
+      j.reused ? el("span", { class: "muted", title: "reused from an earlier run (counted in completed)" }, `(${j.reused} reused)`) : null,
       el("span", { class: j.failed ? "c-failed strong" : "c-muted" }, `${j.failed || 0} failed attempts`),
       j.retried ? el("span", { class: "c-cancelled strong" }, `${j.retried} retried`) : null,
       FINAL.includes(s.status)

@@ -41,13 +41,14 @@ export function mountRuns(root, setLive) {
         el("td", { class: "nowrap num", "data-tick": r.ended_at ? null : String(r.submitted_at || "") },
           fmtDuration(r.duration ?? elapsed(r.submitted_at, r.ended_at))),
         el("td", { class: "nowrap counts" },
-          el("span", { class: "c-completed", title: "completed" }, `${(j.completed || 0) + (j.reused || 0)} done`),
+          el("span", { class: "c-completed", title: "completed (reused ones included)" }, `${j.completed || 0} done`),
+          j.reused ? el("span", { class: "muted", title: "reused from an earlier run" }, ` (${j.reused} reused)`) : null,
           j.failed ? el("span", { class: "c-failed", title: "failed attempts" }, ` ${j.failed} failed`) : null,
           FINAL.includes(r.status) ? ((j.running || 0) + (j.waiting || 0)
             ? el("span", { class: "c-waiting", title: "running or waiting when the run ended" }, ` ${(j.running || 0) + (j.waiting || 0)} not run`) : null)
             : [j.running ? el("span", { class: "c-running", title: "running" }, ` ${j.running} running`) : null,
               j.waiting ? el("span", { class: "c-waiting", title: "waiting" }, ` ${j.waiting} waiting`) : null]),
-        el("td", {}, progress(j)));
+        el("td", {}, progress(j, FINAL.includes(r.status))));
     }));
   };
   status.addEventListener("change", () => { filter.status = status.value; sessionStorage.setItem("sf-status", filter.status); draw(); });

@@ -75,13 +75,17 @@ export function throttle(fn, ms) {
   };
 }
 
-/** A job-count progress bar: completed green, failed red, running blue, the rest grey. */
-export function progress(jobs) {
+/** A job-count progress bar: completed green, failed red, running blue (unless the run has
+ *  ended: what was running then did not finish), the rest grey. */
+export function progress(jobs, ended) {
   const total = Math.max(1, jobs.requested || 0);
   const part = (n, cls) => el("span", { class: `seg st-${cls}`, style: `width:${(100 * (n || 0)) / total}%` });
-  const done = (jobs.completed || 0) + (jobs.reused || 0);
-  return el("span", { class: "progress", title: `${done} done, ${jobs.failed || 0} failed, ${jobs.running || 0} running, ${jobs.waiting || 0} waiting of ${jobs.requested || 0}` },
-    part(done, "completed"), part(jobs.failed, "failed"), part(jobs.running, "running"));
+  const done = jobs.completed || 0; // reused jobs are counted in completed
+  const left = (jobs.running || 0) + (jobs.waiting || 0);
+  const title = ended ? `${done} done, ${jobs.failed || 0} failed, ${left} not run of ${jobs.requested || 0}`
+    : `${done} done, ${jobs.failed || 0} failed, ${jobs.running || 0} running, ${jobs.waiting || 0} waiting of ${jobs.requested || 0}`;
+  return el("span", { class: "progress", title },
+    part(done, "completed"), part(jobs.failed, "failed"), ended ? null : part(jobs.running, "running"));
 }
 
 /** Pretty JSON for a <pre>. */
