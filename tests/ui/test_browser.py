@@ -516,6 +516,16 @@ def test_subworkflow_collapses_and_expands_in_the_graph(browser: Any, ui_server:
         page.wait_for_function("() => document.querySelector('[data-testid=graph]').dataset.collapsed === ''")
         assert int(graph_box.get_attribute("data-nodes") or 0) == expanded
 
+        # The same from the button row above the graph (reachable by keyboard).
+        toggle = page.locator(f"[data-testid=subworkflows] button[data-workflow='{inner}']")
+        assert toggle.get_attribute("aria-expanded") == "true"
+        toggle.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("id => document.querySelector('[data-testid=graph]').dataset.collapsed === id", arg=inner)
+        assert toggle.get_attribute("aria-expanded") == "false"
+        toggle.click()
+        page.wait_for_function("() => document.querySelector('[data-testid=graph]').dataset.collapsed === ''")
+
         # A click on a step inside the box selects it (and only it): jobs filtered by that step.
         step = inside[0]
         page.mouse.click(*_node_point(page, step["id"]))

@@ -220,6 +220,7 @@ export class GraphView {
     this.container.setAttribute("data-nodes", String(elements.nodes.length));
     this.container.setAttribute("data-collapsed", [...this.collapsed].join(" "));
     if (this.selected) this.select(this.selected);
+    if (this.onLayout) this.onLayout();
   }
 
   /** Size the box to the laid-out graph (between 140 and 520 px high): a small graph does not
@@ -264,6 +265,12 @@ export class GraphView {
   setShowInternal(show) {
     this.showInternal = show;
     this.rebuild();
+  }
+
+  /** The subworkflow boxes: [{id, label, collapsed}] (outermost first). */
+  workflows() {
+    return this.graph.nodes.filter((n) => n.kind === "workflow")
+      .map((n) => ({ id: n.id, label: n.label, collapsed: this.collapsed.has(n.id) }));
   }
 
   /** Expand or collapse every subworkflow. */

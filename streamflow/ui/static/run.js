@@ -43,6 +43,18 @@ export function mountRun(root, runId, setLive) {
       el("button", { class: "small-btn", onclick: () => graph.fit() }, "fit")),
     graphBox);
   ports.addEventListener("change", () => graph.setShowPorts(ports.checked));
+  // The subworkflows as buttons too (keyboard, and the canvas is not reachable by screen readers).
+  const boxes = el("div", { class: "subworkflows small", "data-testid": "subworkflows", hidden: true });
+  graphPanel.insertBefore(boxes, graphBox);
+  graph.onLayout = () => {
+    const list = graph.workflows();
+    boxes.hidden = list.length === 0 || list.length > 20;
+    if (boxes.hidden) return;
+    setChildren(boxes, el("span", { class: "muted" }, "subworkflows:"), list.map((w) => el("button", {
+      class: "small-btn", "data-workflow": w.id, "aria-expanded": String(!w.collapsed),
+      title: w.collapsed ? "expand" : "collapse", onclick: () => graph.toggle(w.id),
+    }, `${w.collapsed ? "▸" : "▾"} ${w.label}`)));
+  };
   internal.addEventListener("change", () => graph.setShowInternal(internal.checked));
 
   const timelineBox = el("div", { class: "timeline", "data-testid": "timeline" });
