@@ -390,6 +390,7 @@ export function mountRun(root, runId, setLive) {
       snapshot: (data) => {
         state.summary = data.summary;
         state.updates += 1;
+        counts.setAttribute("data-updates", String(state.updates));
         if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
         applySteps(data.steps);
         drawHeader();
