@@ -198,6 +198,11 @@ def test_live_run_graph_timeline_cancel_and_resume(browser: Any, ui_server: UISe
         page.fill("[data-testid=cancel-reason]", "browser test")
         page.click("[data-testid=confirm-yes]")
         page.wait_for_selector("[data-testid=run-status] [data-status=CANCELLED]", timeout=60_000)
+        # Nothing is shown running once the run is cancelled: the jobs it stopped or never ran say so.
+        page.wait_for_function("() => { const b = [...document.querySelectorAll('[data-testid=jobs-table] tbody "
+                               "[data-status]')].map(e => e.dataset.status); return b.length > 0 && "
+                               "!b.includes('running') && !b.includes('waiting'); }", timeout=30_000)
+        assert "not run" in page.inner_text("[data-testid=run-counts]")
         proc.wait(timeout=60)
         cancelled = _api(ui_server, f"/api/runs/{run_id}/events?type=RunCancelled")
         assert [e["type"] for e in cancelled["events"]] == ["RunCancelled"]
@@ -253,6 +258,7 @@ def _attempts(n: int, t0: float) -> list[dict[str, Any]]:
                      "status": "FAILED" if failed else "COMPLETED", "requested_at": t0, "scheduled_at": t0,
                      "start": start, "end": start + 0.9, "duration": 0.9, "exit_code": 3 if failed else 0,
                      "error": "boom" if failed else None})
+    rows[7].update(status="RUNNING", end=None, duration=None, exit_code=None)  # open when the run ended
     return rows
 
 
@@ -280,6 +286,8 @@ def test_report_page_draws_the_shared_timeline(browser: Any, tmp_path: Path, att
         assert page.get_attribute("#sf-timeline", "data-attempts") == str(attempts)
         if view == "detailed":
             assert page.locator("#sf-timeline .bars path").count() == attempts
+            legend = page.locator("#sf-timeline .legendtext").all_text_contents()
+            assert sorted(legend) == ["completed", "failed", "interrupted"], legend  # not "running": the run ended
             page.select_option("#sf-group-by", "step")
             page.wait_for_function("() => [...document.querySelectorAll('#sf-timeline .ytick text')]"
                                    ".some(t => t.textContent.startsWith('/work'))", timeout=10_000)
