@@ -42,6 +42,17 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _wait_submitted(run_id: str, env: dict[str, str], proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until the run is in the log (however loaded the machine, the faults start after that)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run_cli(["status", run_id, "--json"], env).returncode == 0:
+            return
+        assert proc.poll() is None, f"the run ended before it was submitted: {proc.communicate()[1][-2000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} was not submitted within {timeout}s")
+
+
 def _sha1(path: str) -> str:
     return "sha1$" + hashlib.sha1(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
@@ -107,6 +118,8 @@ def test_random_faults_keep_the_log_sound(tmp_path: Path, private_bus: EmbeddedS
             finished = True
         else:
             agent = _start(["agent", "--workers", "1", "--name", "chaos"], env) if action == "agent" else None
+            if len(history) == 1:
+                _wait_submitted(run_id, env, proc)  # a fault before the run exists leaves nothing to resume
             time.sleep(rng.uniform(0.6, 2.0))
             if action == "cancel":
                 cancel = run_cli(["cancel", run_id], env, timeout=60)
