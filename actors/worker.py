@@ -110,6 +110,12 @@ MAX_DELIVER = int(_positive_env("STREAMFLOW_MAX_DELIVER", 5))
 #: Seconds a worker trusts a "run still live" answer before reading the run's state again.
 LIVE_TTL = 0.5
 
+#: Seconds a pull for a task waits: an idle worker's, and one within ``BUSY_WINDOW`` seconds
+#: of a task starting or ending (so that a run's end does not wait out a long pull).
+IDLE_PULL = 0.5
+SHORT_PULL = 0.05
+BUSY_WINDOW = 2.0
+
 
 def consumer_name(deployment: str) -> str:
     """The durable consumer shared by every worker of a deployment."""
@@ -161,6 +167,7 @@ class Worker:
         self._heartbeats: set[asyncio.Task[None]] = set()
         self._live: dict[str, tuple[float, int]] = {}  # run -> (valid until, its generation): live runs
         self.max_deliver = MAX_DELIVER
+        self._busy_until = 0.0  # pulls are short until then (see run)
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
@@ -207,14 +214,20 @@ class Worker:
                     if stop.is_set():
                         slots.release()
                         break
+                    # Within BUSY_WINDOW of a task starting or ending, pull for SHORT_PULL only: the
+                    # process's run may be about to end, and its end waits for the pull in flight
+                    # (never cancelled: a task delivered into a cancelled pull would wait ack_wait
+                    # and count as a delivery). An idle worker pulls for IDLE_PULL.
+                    short = time.monotonic() < self._busy_until
                     try:
-                        msgs = await psub.fetch(1, timeout=0.5)
+                        msgs = await psub.fetch(1, timeout=SHORT_PULL if short else IDLE_PULL)
                     except (TimeoutError, nats.errors.TimeoutError):
                         slots.release()
                         continue
                     except nats.errors.ConnectionClosedError:
                         slots.release()
                         break
+                    self._busy_until = time.monotonic() + BUSY_WINDOW
                     for msg in msgs:
                         try:
                             task: JobTask | None = decode_task(msg.data)
@@ -235,6 +248,7 @@ class Worker:
             await self.handle(msg)
         finally:
             self.running -= 1
+            self._busy_until = time.monotonic() + BUSY_WINDOW
             slots.release()
 
     async def handle(self, msg: Any) -> None:
