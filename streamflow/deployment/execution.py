@@ -63,8 +63,14 @@ class _PidfdChildWatcher(asyncio.AbstractChildWatcher):
         try:
             _, status = os.waitpid(pid, 0)
             returncode = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:  # reaped elsewhere
-            returncode = 255
+        except ChildProcessError:
+            # Reaped elsewhere: asyncio's kill()/send_signal() go through Popen.send_signal,
+            # which polls first and so reaps a child that already exited. That Popen (the
+            # transport's, the callback's argument) holds the status it read: report it, not
+            # a made-up 255.
+            popen = getattr(args[0], "_proc", None) if args else None
+            known = getattr(popen, "returncode", None)
+            returncode = known if isinstance(known, int) else 255
         finally:
             os.close(pidfd)
         callback(pid, returncode, *args)
