@@ -43,6 +43,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNSUPPORTED = 33
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell expects of a writer whose reader left
 
 
 def configure_logging(*, quiet: bool = False, debug: bool = False) -> None:
@@ -267,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
     except KeyboardInterrupt:
         return _interrupted()
+    except BrokenPipeError:  # the reader went away (``streamflow events RUN | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush does not fail again
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except RunNotFoundError as exc:
         _err(str(exc))
         return EXIT_INVALID

@@ -250,3 +250,21 @@ def test_events_follow_ends_with_the_run_unless_forever(tmp_path: Path, sf_env: 
         run_cli(["events", run_id, "--follow", "--forever"], sf_env, timeout=4)
     unknown = run_cli(["events", "rnosuchrun", "--follow"], sf_env, timeout=30)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
+
+
+def test_events_into_a_pipe_closed_early_end_without_a_traceback(tmp_path: Path, sf_env: dict[str, str]) -> None:
+    """``streamflow events RUN | head -1``: the reader leaves; the command stops quietly (141, SIGPIPE's code)."""
+    args = _write(tmp_path, {"pause": 0})
+    done = run_cli(["run", "--run-id", "rpipe" + os.urandom(3).hex(), "--outdir", str(tmp_path / "out"), *args],
+                   sf_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(run_cli(["list", "--json"], sf_env).stdout.splitlines()[-1])["run_id"]
+    code = "import sys; from streamflow.cli.main import console_main; sys.exit(console_main())"
+    events = subprocess.Popen([sys.executable, "-c", code, "events", run_id], env=sf_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert events.stdout is not None and events.stderr is not None
+    assert events.stdout.readline()  # one line, then the reader is gone while more are written
+    events.stdout.close()
+    stderr = events.stderr.read().decode()
+    assert events.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
