@@ -479,6 +479,12 @@ class Worker:
         return default_workdir(config) if config is not None else "/tmp/streamflow"
 
     async def _execute(self, task: JobTask, workdir: Path, delivery: int) -> JobCompleted | JobFailed:
+        """Run one attempt; its result records the command line it ran, if any."""
+        ran: list[str] = []
+        result = await self._attempt(task, workdir, delivery, ran)
+        return msgspec.structs.replace(result, command=ran) if ran else result
+
+    async def _attempt(self, task: JobTask, workdir: Path, delivery: int, ran: list[str]) -> JobCompleted | JobFailed:
         from streamflow.cwl.utils import bus_safe
         from streamflow.secrets import revealing_command
 
@@ -510,7 +516,7 @@ class Worker:
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
                 cwl_version=step.cwl_version, container=step.container if location.local else "none",
-                run=revealing_command(command))  # secret inputs: the values, for the command only
+                run=_recording(revealing_command(command), ran))  # secret inputs: the values, for the command only
             outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
             if not self.shared_fs:
                 await publish_paths(self.log.js, outputs)
@@ -529,6 +535,30 @@ class Worker:
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
+
+
+COMMAND_WORDS = 1000
+COMMAND_CHARS = 16384
+
+
+def _recording(run: Callable[..., Awaitable[Any]], into: list[str]) -> Callable[..., Awaitable[Any]]:
+    """Wrap a ``RunCommand``: the command line it is given (placeholders, not secret values:
+    ``run`` reveals them afterwards) is kept in ``into``, shortened past ``COMMAND_WORDS`` words
+    or ``COMMAND_CHARS`` characters."""
+
+    async def _run(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        kept: list[str] = []
+        size = 0
+        for word in command:
+            size += len(word)
+            if len(kept) >= COMMAND_WORDS or size > COMMAND_CHARS:
+                kept.append(f"... ({len(command) - len(kept)} more arguments)")
+                break
+            kept.append(word)
+        into[:] = kept
+        return await run(command, *args, **kwargs)
+
+    return _run
 
 
 def _discard_workdir(workdir: Path) -> None:

@@ -609,6 +609,8 @@ class JobCompleted(Event, frozen=True, kw_only=True, tag="JobCompleted"):
         location_paths: path prefix on this machine -> the same data's path on the job's
             location, when the job ran where this filesystem is not shared (its output
             directory there; the outputs were copied back to the prefix here).
+        command: the command line as run (argument list, paths as on this machine; secret inputs as their
+            placeholders; long ones shortened), empty for an expression tool.
     """
 
     job: str
@@ -618,6 +620,7 @@ class JobCompleted(Event, frozen=True, kw_only=True, tag="JobCompleted"):
     exit_code: int = 0
     duration: float = 0.0
     location_paths: dict[str, str] = {}
+    command: list[str] = []
 
 
 class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
@@ -631,6 +634,8 @@ class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
         exit_code: the command's exit code, if it ran.
         retryable: whether another attempt may succeed.
         duration: seconds spent running.
+        error_type: the class of the error.
+        command: the command line, if it ran (as in ``JobCompleted``).
     """
 
     job: str
@@ -641,6 +646,7 @@ class JobFailed(Event, frozen=True, kw_only=True, tag="JobFailed"):
     retryable: bool = True
     duration: float = 0.0
     error_type: str = ""
+    command: list[str] = []
 
 
 # --- recovery: sf.ev.<run>.recovery.<job> ------------------------------------------

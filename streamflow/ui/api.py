@@ -131,17 +131,19 @@ def job_detail(fold: RunFold, job: str, step_def: Any = None) -> dict[str, Any] 
     for a in info.attempts:
         row = asdict(a)
         row["workdir"] = fold.workdirs.get((a.job, a.attempt, a.delivery))
+        row["command"] = fold.commands.get((a.job, a.attempt, a.delivery))
         attempts.append(row)
     data = _job_row(fold, info)
     workdir = attempts[-1]["workdir"] if attempts else None
+    recorded = next((a["command"] for a in reversed(attempts) if a["command"]), None)
     process = getattr(step_def, "process", None)
     base = getattr(process, "baseCommand", None)
     data.update({
         "inputs": info.inputs, "outputs": info.outputs, "attempts": attempts, "workdir": workdir,
         "requested_at": info.requested_at, "scheduled_at": info.scheduled_at, "rollbacks": info.rollbacks,
         "abandoned": info.abandoned,
-        "command": ([base] if isinstance(base, str) else list(base or [])) or None,
-        "command_note": "the tool's base command; the full command line is not recorded in the log",
+        "command": recorded or ([base] if isinstance(base, str) else list(base or [])) or None,
+        "command_note": None if recorded else "the tool's base command: no attempt has recorded its command line yet",
         "stdout_tail": None, "stderr_tail": None, "tail_note": None,
     })
     if workdir is None:

@@ -27,7 +27,7 @@ from nats.js import api
 from events.codec import decode
 from events.log import EVENTS_STREAM, EventLog, Record, run_subject
 from events.projections import JOB_STATES, RunSummary
-from events.schema import JobStarted, RunSubmitted, StepFailed, StepTerminated
+from events.schema import JobCompleted, JobFailed, JobStarted, RunSubmitted, StepFailed, StepTerminated
 from streamflow.runs.events import record_to_json
 
 __all__ = ["RunFeed", "RunFold", "follow"]
@@ -96,6 +96,7 @@ class RunFold:
         self.step_jobs: dict[str, dict[str, int]] = {}
         self.step_status: dict[str, str] = {}
         self.workdirs: dict[tuple[str, int, int], str] = {}
+        self.commands: dict[tuple[str, int, int], list[str]] = {}
         self.changed_steps: set[str] = set()
         self.changed_jobs: set[str] = set()
         self.changed = False
@@ -126,6 +127,8 @@ class RunFold:
             self.changed_steps.add(record.agg_id)
         if self.track and isinstance(body, JobStarted) and body.workdir:
             self.workdirs[(body.job, body.attempt, body.delivery)] = body.workdir
+        elif self.track and isinstance(body, JobCompleted | JobFailed) and body.command:
+            self.commands[(body.job, body.attempt, body.delivery)] = body.command
         if isinstance(job, str):
             after = self._key(job)
             if after != before and after is not None:

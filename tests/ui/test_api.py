@@ -240,7 +240,10 @@ def test_views_of_a_completed_run(client: httpx.Client, ui_server: UIServer, don
     job = page["jobs"][0]
     detail_job = client.get(f"/api/runs/{done_run}/jobs/{job['job']}").json()
     assert detail_job["attempts"][0]["exit_code"] == 0 and detail_job["workdir"]
-    assert detail_job["command"] == ["sh", "-c"] and detail_job["inputs"]["pause"] == 0.0
+    # The command line as run, recorded by its JobCompleted (not just the tool's baseCommand).
+    n = detail_job["inputs"]["n"]
+    assert detail_job["command"] == ["sh", "-c", f"sleep 0.0; echo item {n}"], detail_job["command"]
+    assert detail_job["command_note"] is None and detail_job["inputs"]["pause"] == 0.0
     # A completed run's job directories are removed (unless --leave-tmpdir): said, not hidden.
     assert detail_job["stdout_tail"] is None and "removed" in detail_job["tail_note"]
     assert client.get(f"/api/runs/{done_run}/jobs/nosuch-0").status_code == 404
@@ -285,6 +288,7 @@ def test_failed_job_shows_its_error_and_stderr(client: httpx.Client, ui_server: 
     assert len(failed) == 1 and failed[0]["exit_code"] == 3
     job = client.get(f"/api/runs/{run_id}/jobs/{failed[0]['job']}").json()
     assert "boom-on-stderr" in job["stderr_tail"] and job["attempts"][0]["error"]
+    assert job["command"] == ["sh", "-c", "echo boom-on-stderr >&2; exit 3"] == job["attempts"][0]["command"]
 
 
 # --- live feeds and actions -----------------------------------------------------------------
