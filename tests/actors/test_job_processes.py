@@ -26,7 +26,7 @@ inputs:
   marks: string
 arguments:
   - valueFrom: >-
-      echo start >> out.txt; echo $$ >> $(inputs.marks)/pids; sleep 3;
+      echo start >> out.txt; echo $$ >> $(inputs.marks)/pids; sleep 6;
       echo done >> out.txt; echo done >> $(inputs.marks)/done
     shellQuote: false
 outputs:
@@ -82,15 +82,16 @@ def test_tool_dies_with_its_engine_and_resume_runs_in_a_new_directory(tmp_path: 
         while not (marks / "pids").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (marks / "pids").exists(), "the tool never started"
+        started = time.monotonic()
         tool_pid = int((marks / "pids").read_text().split()[0])
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
-    deadline = time.monotonic() + 2  # well before the tool's own end (3 s)
+    deadline = started + 5  # before the tool's own end (6 s), with room for a loaded machine
     while _alive(tool_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(tool_pid), "the tool outlived its engine"
-    time.sleep(3.5)  # longer than the tool's sleep: an orphan would have written by now
+    time.sleep(max(0.0, started + 6.5 - time.monotonic()))  # past the tool's sleep: an orphan would have written
     assert not (marks / "done").exists(), "the orphaned tool went on writing"
     resumed = run_cli(["resume", run_id], sf_env)
     assert resumed.returncode == 0, resumed.stderr
