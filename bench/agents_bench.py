@@ -38,7 +38,6 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -226,11 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                               indent=2) + "\n")
     print(f"# results: {out}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
-
-
-def as_dict(results: list[AgentsResult]) -> list[dict[str, Any]]:
-    """The results as plain dicts (for run_bench's report)."""
-    return [asdict(r) for r in results]
 
 
 if __name__ == "__main__":

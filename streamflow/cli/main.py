@@ -633,13 +633,6 @@ def _format_human(record: Any) -> str:
     return f"{record.seq or record.stream_seq:>6} {stamp} {record.envelope.run_id} {target:<18} {event_type(body):<22} {text}"
 
 
-def record_to_json(record: Any) -> dict[str, Any]:
-    """The ``--json`` form of an event (:func:`streamflow.runs.events.record_to_json`)."""
-    from streamflow.runs.events import record_to_json as to_json
-
-    return to_json(record)
-
-
 async def _cmd_events(args: argparse.Namespace) -> int:
     from events.log import EventLog
     from streamflow.bus import open_bus
@@ -650,7 +643,7 @@ async def _cmd_events(args: argparse.Namespace) -> int:
     async with open_bus(bus_options(args)) as nc:
         log_ = EventLog(nc)
         await log_.setup()
-        from streamflow.runs.events import EventFilter, is_final, step_ids
+        from streamflow.runs.events import EventFilter, is_final, record_to_json, step_ids
 
         keep = EventFilter(types=set(args.types or []), since=args.since)
         if args.step and args.run_id:

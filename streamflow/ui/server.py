@@ -183,6 +183,15 @@ def _error(message: str, status: int) -> Response:
     return _json({"error": message}, status)
 
 
+def _failure(exc: RunNotFoundError | ValueError | TimeoutError, what: str = "the run's events") -> Response:
+    """The answer to a request that failed reading the log: 404 no such run, 503 too slow, 400 bad input."""
+    if isinstance(exc, RunNotFoundError):
+        return _error(str(exc), 404)
+    if isinstance(exc, TimeoutError):
+        return _error(f"{what} could not be read in time", 503)
+    return _error(str(exc), 400)
+
+
 def _int(request: Request, name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -204,12 +213,8 @@ def build_app(state: UIState) -> Starlette:
     async def run_route(request: Request, view: Callable[[RunFeed], Any]) -> Response:
         try:
             feed = await state.feed(request.path_params["run"])
-        except ValueError as exc:
-            return _error(str(exc), 400)
-        except RunNotFoundError as exc:
-            return _error(str(exc), 404)
-        except TimeoutError:
-            return _error("the run's events could not be read in time", 503)
+        except (ValueError, RunNotFoundError, TimeoutError) as exc:
+            return _failure(exc)
         result = view(feed)
         if asyncio.iscoroutine(result):
             result = await result
@@ -233,8 +238,8 @@ def build_app(state: UIState) -> Starlette:
     async def runs(request: Request) -> Response:
         try:
             await state.index.wait_ready()
-        except TimeoutError:
-            return _error("the event log could not be read in time", 503)
+        except TimeoutError as exc:
+            return _failure(exc, "the event log")
         return _json({"runs": state.index.rows(request.query_params.get("status"), request.query_params.get("q"))})
 
     async def stream(request: Request, feed: RunsIndex | RunFeed, first: list[tuple[str, Any]]) -> Response:
@@ -266,8 +271,8 @@ def build_app(state: UIState) -> Starlette:
     async def runs_stream(request: Request) -> Response:
         try:
             await state.index.wait_ready()
-        except TimeoutError:
-            return _error("the event log could not be read in time", 503)
+        except TimeoutError as exc:
+            return _failure(exc, "the event log")
         return await stream(request, state.index, [("runs", {"runs": state.index.rows()})])
 
     async def run_stream(request: Request) -> Response:
@@ -337,12 +342,8 @@ def build_app(state: UIState) -> Starlette:
             else:
                 raise RunNotFoundError(f"no run {run_id!r}")
             page = await read_page(state.log, run_id, keep, limit=limit, start=start)
-        except RunNotFoundError as exc:
-            return _error(str(exc), 404)
-        except ValueError as exc:
-            return _error(str(exc), 400)
-        except TimeoutError:
-            return _error("the run's events could not be read in time", 503)
+        except (ValueError, RunNotFoundError, TimeoutError) as exc:
+            return _failure(exc)
         if page.last_stream_seq:
             state.remember(run_id, page.next_since, page.last_stream_seq)
         return _json({"events": [record_to_json(r) for r in page.records], "next_since": page.next_since})

@@ -368,7 +368,7 @@ def build_crate(run_id: str, records: list[Record]) -> Any:
         "name": "Token provenance", "encodingFormat": "application/json",
         "description": "Every token the run emitted, with the ids of the tokens it was computed from.",
     })
-    from streamflow.cli.main import record_to_json
+    from streamflow.runs.events import record_to_json
 
     log_text = "".join(json.dumps(record_to_json(r), default=str) + "\n" for r in records)
     crate.add_file(io.StringIO(log_text), dest_path="provenance/events.jsonl", properties={

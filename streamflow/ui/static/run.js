@@ -384,26 +384,25 @@ export function mountRun(root, runId, setLive) {
     for (const row of rows || []) state.steps[row.id] = row;
     graph.setStates(rows || []);
   }
+  /** What a snapshot and an update both carry: the summary and the changed steps. */
+  function applyFeed(data) {
+    state.summary = data.summary;
+    state.updates += 1;
+    counts.setAttribute("data-updates", String(state.updates));
+    if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
+    applySteps(data.steps);
+    drawHeader();
+  }
   function restartFeed() {
     if (stopFeed) stopFeed();
     stopFeed = follow(`${base}/stream`, {
       snapshot: (data) => {
-        state.summary = data.summary;
-        state.updates += 1;
-        counts.setAttribute("data-updates", String(state.updates));
-        if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
-        applySteps(data.steps);
-        drawHeader();
+        applyFeed(data);
         fetchTimeline();
         refreshJobs(true);
       },
       update: (data) => {
-        state.summary = data.summary;
-        state.updates += 1;
-        counts.setAttribute("data-updates", String(state.updates));
-        if (!FINAL.includes(data.summary.status)) { state.ended = false; state.resumeUntil = 0; }
-        applySteps(data.steps);
-        drawHeader();
+        applyFeed(data);
         timelineUpdate(data);
         refreshJobs(false);
         liveEvents(data.events);

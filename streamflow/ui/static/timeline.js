@@ -179,19 +179,25 @@
         hovertemplate: "%{text}<extra></extra>",
       });
     }
+    return { traces: traces, layout: aggregatedLayout(data, opts, "attempts running (mean)",
+      rows.length + " attempts, aggregated: mean number running per " +
+        (opts.groupBy === "step" ? "step" : "location") + " in " + BUCKETS + " time slices of " +
+        width.toFixed(width < 10 ? 2 : 0) + " s; failed attempts marked x") };
+  }
+
+  /** The layout of both aggregated views: stacked bars of attempts running per slice, and a
+   *  line above the plot saying how they were aggregated. */
+  function aggregatedLayout(data, opts, yTitle, text) {
     var layout = baseLayout(data, opts);
     layout.barmode = "stack";
     layout.bargap = 0;
-    layout.yaxis = { title: { text: "attempts running (mean)" }, rangemode: "tozero", automargin: true };
+    layout.yaxis = { title: { text: yTitle }, rangemode: "tozero", automargin: true };
     layout.height = 380;
     layout.annotations = [{
       xref: "paper", yref: "paper", x: 0, y: 1.02, yanchor: "bottom", showarrow: false, xanchor: "left",
-      font: { size: 12, color: "#59616b" },
-      text: rows.length + " attempts, aggregated: mean number running per " +
-        (opts.groupBy === "step" ? "step" : "location") + " in " + BUCKETS + " time slices of " +
-        width.toFixed(width < 10 ? 2 : 0) + " s; failed attempts marked x",
+      font: { size: 12, color: "#59616b" }, text: text,
     }];
-    return { traces: traces, layout: layout };
+    return layout;
   }
 
   /** The server's aggregation (``GET /api/runs/{run}/timeline`` over 2,000 attempts):
@@ -223,17 +229,9 @@
         hovertemplate: "%{text}<extra></extra>",
       });
     }
-    var layout = baseLayout(data, opts);
-    layout.barmode = "stack";
-    layout.bargap = 0;
-    layout.yaxis = { title: { text: "attempts running" }, rangemode: "tozero", automargin: true };
-    layout.height = 380;
-    layout.annotations = [{
-      xref: "paper", yref: "paper", x: 0, y: 1.02, yanchor: "bottom", showarrow: false, xanchor: "left",
-      font: { size: 12, color: "#59616b" },
-      text: "aggregated by the server: attempts running per " + (b.by === "step" ? "step" : "location") +
-        " in " + b.count + " time slices of " + b.width.toFixed(b.width < 10 ? 2 : 0) + " s; failed attempts marked x",
-    }];
+    var layout = aggregatedLayout(data, opts, "attempts running",
+      "aggregated by the server: attempts running per " + (b.by === "step" ? "step" : "location") +
+        " in " + b.count + " time slices of " + b.width.toFixed(b.width < 10 ? 2 : 0) + " s; failed attempts marked x");
     return { traces: traces, layout: layout };
   }
 
