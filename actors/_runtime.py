@@ -37,7 +37,7 @@ import contextlib
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -70,6 +70,9 @@ class RunContext:
         epoch: this host's fencing epoch for the run.
         fences: actor group -> the fence its appends carry (empty: an unfenced host, as in
             tests that drive actors directly).
+        local_ports: port id -> the put entry point of that port's actor when this process
+            hosts it (:func:`actors.port.put_token` then calls it directly instead of going
+            through a request/reply on the bus; the port actor stays the only writer).
     """
 
     run_id: str
@@ -81,6 +84,7 @@ class RunContext:
     settings: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
     fences: dict[str, Fence] = field(default_factory=dict)
+    local_ports: dict[str, Callable[[Any], Awaitable[int]]] = field(default_factory=dict)
     host: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
 
 

@@ -196,7 +196,9 @@ class DataManagerActor(Actor):
 
     async def react(self) -> None:
         pending = list(self.to_stage.items())
-        if pending:
+        if len(pending) == 1:  # a job at a time (a chain): no task per job, no task switch
+            await self._stage(*pending[0])
+        elif pending:
             await asyncio.gather(*(self._stage(job, scheduled) for job, scheduled in pending))
         registering = list(self.to_register.items())
         if len(registering) == 1:

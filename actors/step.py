@@ -247,6 +247,9 @@ class StepActor(Actor):
     async def put_many(self, puts: list[tuple[str, str, Any]], *, inputs: list[str] | None = None,
                        job: str | None = None) -> None:
         """Put several tokens concurrently (bounded)."""
+        if len(puts) == 1:  # the common case (one output): no task group, no task switch
+            await self.put(*puts[0], inputs=inputs, job=job)
+            return
         sem = asyncio.Semaphore(_PUT_CONCURRENCY)
 
         async def _one(port: str, tag: str, value: Any) -> None:
