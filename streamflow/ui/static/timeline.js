@@ -44,8 +44,13 @@
     return Math.max(now, row.start);
   }
 
+  /** The browser's local wall-clock time of an epoch second, without a zone (plotly shows date
+   * strings as written, so this puts the axis in the same time as the tables' timestamps). */
   function iso(seconds) {
-    return new Date(seconds * 1000).toISOString();
+    var d = new Date(seconds * 1000);
+    function p(n, w) { return String(n).padStart(w || 2, "0"); }
+    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" +
+      p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + p(d.getMilliseconds(), 3);
   }
 
   /** Attempts sorted by start, each given a lane and a row within the lane. */
@@ -238,7 +243,7 @@
   function baseLayout(data, opts) {
     var layout = {
       margin: { l: 10, r: 20, t: opts.title ? 50 : 36, b: 50 },
-      xaxis: { type: "date", title: { text: "time (UTC)" }, automargin: true },
+      xaxis: { type: "date", title: { text: "local time" }, automargin: true },
       legend: { orientation: "h", y: -0.2 },
       showlegend: true,
       paper_bgcolor: "#ffffff",
