@@ -72,12 +72,28 @@ def graph_digest(graph: WorkflowGraph) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Sets and tuples (also as dict keys) become lists / strings msgpack can carry."""
+    """Tuple dict keys become strings msgpack can carry (sets and tuples it encodes as arrays).
+
+    Only what must change is copied: the state of a 100,000-job run is mostly large dicts of
+    events keyed by job name, which are encoded as they are (a copy of each doubled the
+    memory a snapshot took while it was encoded).
+    """
+    if not _converts(value):
+        return value
     if isinstance(value, Mapping):
         return {(_key(k)): _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value]
+
+
+def _converts(value: Any) -> bool:
+    """Whether :func:`_plain` must rebuild ``value``: a mapping that is not a plain dict or has
+    a tuple key, or a container holding one."""
+    if isinstance(value, Mapping):
+        return (type(value) is not dict or any(isinstance(k, tuple) for k in value)
+                or any(_converts(v) for v in value.values()))
     if isinstance(value, set | frozenset | tuple | list):
-        return [_plain(v) for v in value]
-    return value
+        return any(isinstance(v, Mapping | set | frozenset | tuple | list) and _converts(v) for v in value)
+    return False
 
 
 def _key(key: Any) -> Any:

@@ -28,8 +28,8 @@ from events.schema import (
     JobRequested,
     JobScheduled,
 )
-from streamflow.core.deployment import BindingFilter
-from streamflow.core.scheduling import Hardware, Policy
+from streamflow.core.deployment import BindingFilter, Target
+from streamflow.core.scheduling import Hardware, JobAllocation, Policy
 from streamflow.core.workflow import Job
 from streamflow.scheduling.scheduler import DefaultScheduler, LocationCapacity, local_capacity, targets_of
 
@@ -67,6 +67,8 @@ class SchedulerActor(Actor):
         self._finished: list[str] = []
         self._fresh: list[str] | None = None  # requests not yet handed to the scheduler (None: all)
         self._freed = False
+        self._hardwares: dict[tuple[float, float], Hardware] = {}
+        self._on_grant = self._granted  # one bound method shared by every queued request
 
     # The scheduler's own fold is the source of truth for these two (snapshotted through here).
     @property
@@ -142,12 +144,20 @@ class SchedulerActor(Actor):
         if self._fresh is None:  # after a replay or a restore: every pending request is new here
             self._fresh = list(self.pending)
         fresh, self._fresh = self._fresh, []
+        submitted = False
         for job in fresh:
             request = self.pending.get(job)
-            if request is not None and job not in self._placing and job not in self.allocations:
+            if request is None or job in self._placing or job in self.allocations:
+                continue
+            if request.filters:  # binding filters are async: this request waits in a task of its own
                 task = self._placing[job] = asyncio.create_task(self._place(request))
                 task.add_done_callback(functools.partial(self._done, job))
-        if self._freed:
+            else:
+                # A plain queue entry: a 100,000-job scatter waits without 100,000 tasks.
+                self.scheduler.submit(job, self._hardware(request.cores, request.memory),
+                                      functools.partial(self._build, request), self._on_grant)
+                submitted = True
+        if self._freed or submitted:
             self._freed = False
             await self.scheduler.dispatch()
 
@@ -155,20 +165,42 @@ class SchedulerActor(Actor):
         self._finished.append(job)
         self.wake()
 
-    async def _place(self, request: JobRequested) -> None:
+    def _hardware(self, cores: float, memory: float) -> Hardware:
+        """One shared (read-only) ``Hardware`` per distinct requirement."""
+        key = (cores, memory)
+        hardware = self._hardwares.get(key)
+        if hardware is None:
+            hardware = self._hardwares[key] = Hardware(cores=cores, memory=memory)
+        return hardware
+
+    def _build(self, request: JobRequested) -> tuple[Job, list[Target]]:
         job = Job(name=request.job, run_id=self.ctx.run_id, step=request.step, tag=request.tag, inputs=request.inputs)
-        targets = targets_of(request.targets or [request.target], request.service, max(1, request.locations))
+        return job, targets_of(request.targets or [request.target], request.service, max(1, request.locations))
+
+    def _granted(self, allocation: JobAllocation) -> None:
+        """A submitted request was placed (called by the dispatcher): record it in a task of its own."""
+        job = allocation.job
+        if job in self._placing:
+            return
+        task = self._placing[job] = asyncio.create_task(self._record_placement(job, allocation))
+        task.add_done_callback(functools.partial(self._done, job))
+
+    async def _place(self, request: JobRequested) -> None:
+        job, targets = self._build(request)
         allocation = await self.scheduler.schedule_filtered(job, targets, request.filters,
                                                             Hardware(cores=request.cores, memory=request.memory))
+        await self._record_placement(request.job, allocation)
+
+    async def _record_placement(self, job: str, allocation: JobAllocation) -> None:
         names = [location.name for location in allocation.locations]
         hostnames = [location.hostname or location.name for location in allocation.locations]
-        event = JobScheduled(job=request.job, deployment=allocation.target.deployment.name, location=names[0],
+        event = JobScheduled(job=job, deployment=allocation.target.deployment.name, location=names[0],
                              cores=allocation.hardware.cores, memory=allocation.hardware.memory,
                              locations=names if len(names) > 1 else [],
                              hostnames=hostnames if len(names) > 1 else [])
-        await self.append("alloc", request.job, event, key="scheduled")
-        self.allocations.setdefault(request.job, event)
-        self.pending.pop(request.job, None)
+        await self.append("alloc", job, event, key="scheduled")
+        self.allocations.setdefault(job, event)
+        self.pending.pop(job, None)
 
     async def stop(self) -> None:
         for task in self._placing.values():

@@ -219,17 +219,23 @@ class StepActor(Actor):
     async def _process_concurrently(self, tags: list[str]) -> None:
         """Process ready tags with up to ``_PUT_CONCURRENCY`` in flight: their appends are
         pipelined (one flush carries many) instead of one awaited round trip after another.
-        Each tag touches only its own state; the first error is raised once all have ended."""
-        sem = asyncio.Semaphore(_PUT_CONCURRENCY)
+        Each tag touches only its own state; the first error (in tag order) is raised once all
+        have ended. ``_PUT_CONCURRENCY`` workers take the tags in turn: a 100,000-way scatter
+        makes that many tags ready at once, and a task per tag held a task, a future and a
+        coroutine frame for each (hundreds of MB) while they waited for the semaphore."""
+        todo = iter(enumerate(tags))
+        errors: list[tuple[int, Exception]] = []
 
-        async def _one(tag: str) -> None:
-            async with sem:
-                await self._process_one(tag)
+        async def _worker() -> None:
+            for index, tag in todo:
+                try:
+                    await self._process_one(tag)
+                except Exception as exc:  # collected: raised once every tag has been processed
+                    errors.append((index, exc))
 
-        results = await asyncio.gather(*(_one(tag) for tag in tags), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await asyncio.gather(*(_worker() for _ in range(min(_PUT_CONCURRENCY, len(tags)))))
+        if errors:
+            raise min(errors, key=lambda item: item[0])[1]
 
     def can_terminate(self) -> bool:
         """All inputs terminated, every ready tag complete, nothing in flight."""

@@ -279,6 +279,21 @@ def _is_our_server(pid: int, conf: Path, start_time: Any) -> bool:
     return bool(_start_time(pid) == start_time)
 
 
+SERVER_GOGC = "50"
+"""The Go collector's target for the embedded server (Go's default is 100: the heap may grow to
+twice what is live before a collection). A long run's server holds a per-subject index and 120 s
+of message ids; at 50 its resident memory stays about half as far above that, for a little more
+collector CPU. ``GOGC`` or ``GOMEMLIMIT`` in the environment are left as they are."""
+
+
+def server_environment() -> dict[str, str]:
+    """The environment of an embedded ``nats-server``: this one, with :data:`SERVER_GOGC` unless set."""
+    env = dict(os.environ)
+    if "GOGC" not in env and "GOMEMLIMIT" not in env:
+        env["GOGC"] = SERVER_GOGC
+    return env
+
+
 class EmbeddedServer:
     """A ``nats-server`` child process with JetStream, on loopback, with a token.
 
@@ -335,6 +350,7 @@ class EmbeddedServer:
         cmd = [find_server_binary(), "-c", str(conf), *self.extra_args]
         self.process = subprocess.Popen(
             cmd,
+            env=server_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +72,18 @@ def local_capacity() -> LocationCapacity:
     return LocationCapacity("__LOCAL__", "localhost", float(os.cpu_count() or 1), float(memory), "localhost")
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class _Request:
-    job: Job
+    """A waiting request: awaited through ``future`` (:meth:`DefaultScheduler.schedule`), or a
+    plain record whose ``granted`` callback takes the answer (:meth:`DefaultScheduler.submit`),
+    its job and targets built by ``build`` only when the dispatcher first examines it."""
+
+    job: Job | None
     targets: list[Target]
     hardware: Hardware
-    future: asyncio.Future[JobAllocation] = field(repr=False)
+    future: asyncio.Future[JobAllocation] | None = field(default=None, repr=False)
+    build: Callable[[], tuple[Job, list[Target]]] | None = field(default=None, repr=False)
+    granted: Callable[[JobAllocation], None] | None = field(default=None, repr=False)
 
 
 def _default_policy() -> Policy:
@@ -111,6 +117,7 @@ class DefaultScheduler(Scheduler):
         self.used: dict[tuple[str, str], tuple[float, float]] = {}
         self.running: dict[tuple[str, str], set[str]] = {}
         self.holdings: dict[str, dict[tuple[str, str], int]] = {}  # path -> (deployment, location) -> bytes
+        self._done: set[str] = set()  # released jobs: their allocation is dropped, only the name is kept
         self._queue: dict[str, _Request] = {}
         self._dispatching = False
         self._again = False
@@ -143,7 +150,7 @@ class DefaultScheduler(Scheduler):
     def record_allocation(self, job: str, deployment: str, locations: Sequence[str], cores: float,
                           memory: float) -> None:
         """A job was placed (idempotent: its first placement counts)."""
-        if job in self.allocations:
+        if job in self.allocations or job in self._done:
             return
         self.allocations[job] = JobAllocation(
             job=job, target=Target(deployment=_deployment(deployment)), status=Status.FIREABLE,
@@ -156,11 +163,17 @@ class DefaultScheduler(Scheduler):
             self.running.setdefault(key, set()).add(job)
 
     def release(self, job: str) -> bool:
-        """A job ended: free what it held. Returns whether anything was freed."""
+        """A job ended: free what it held. Returns whether anything was freed.
+
+        Its allocation is dropped (a 100,000-job run must not keep one per finished job);
+        only its name stays, so that placing or releasing it again changes nothing.
+        """
         allocation = self.allocations.get(job)
         if allocation is None or allocation.status in _TERMINAL:
             return False
         allocation.status = Status.COMPLETED
+        del self.allocations[job]
+        self._done.add(job)
         for location in allocation.locations:
             key = (location.deployment, location.name)
             cores, memory = self.used.get(key, (0.0, 0.0))
@@ -175,6 +188,8 @@ class DefaultScheduler(Scheduler):
         """Place ``job`` on one of ``targets`` (in order), waiting until one has room."""
         if job.name in self.allocations:
             return self.allocations[job.name]
+        if job.name in self._done:
+            raise WorkflowExecutionError(f"job {job.name} already ended: it is not placed again")
         future: asyncio.Future[JobAllocation] = asyncio.get_running_loop().create_future()
         self._queue[job.name] = _Request(job, list(targets), hardware_requirement or Hardware(cores=1.0), future)
         await self.dispatch()
@@ -185,6 +200,21 @@ class DefaultScheduler(Scheduler):
                 # Left before it was granted (cancelled): a running pass counts positions in
                 # the queue, so it must go round again not to skip the request behind this one.
                 self._again = True
+
+    def submit(self, name: str, hardware: Hardware, build: Callable[[], tuple[Job, list[Target]]],
+               granted: Callable[[JobAllocation], None]) -> None:
+        """Queue a request as a plain record: no task, future or coroutine waits for it.
+
+        What :meth:`schedule` does, for callers that hold many waiting requests (a scatter
+        queues all its jobs at once: a task per request costs kilobytes each). ``build``
+        makes the job and its targets (in order of preference) when the dispatcher first
+        examines the request, and ``granted`` receives the allocation (synchronously, from
+        :meth:`dispatch`; it must not raise). Call :meth:`dispatch` after submitting. A job
+        already placed, or queued, is ignored.
+        """
+        if name in self.allocations or name in self._done or name in self._queue:
+            return
+        self._queue[name] = _Request(None, [], hardware, build=build, granted=granted)
 
     async def schedule_filtered(self, job: Job, targets: Sequence[Target], filters: Sequence[str],
                                 hardware_requirement: Hardware | None) -> JobAllocation:
@@ -213,9 +243,10 @@ class DefaultScheduler(Scheduler):
         return self.allocations.get(job_name)
 
     async def close(self) -> None:
-        """Cancel the requests still waiting. Idempotent."""
+        """Cancel the requests still waiting (submitted ones are dropped). Idempotent."""
         for request in self._queue.values():
-            request.future.cancel()
+            if request.future is not None:
+                request.future.cancel()
         self._queue.clear()
 
     # --- placement ------------------------------------------------------------------------------
@@ -243,7 +274,8 @@ class DefaultScheduler(Scheduler):
                         break
                     full = False
                     for name, request in chunk:
-                        if request.future.done() or self._queue.get(name) is not request:
+                        if (request.future is not None and request.future.done()) or (
+                                self._queue.get(name) is not request):
                             kept += name in self._queue
                             continue
                         if self._full(request.hardware.cores):
@@ -251,8 +283,11 @@ class DefaultScheduler(Scheduler):
                             break
                         allocation = await self._place(request)
                         if allocation is not None:
-                            request.future.set_result(allocation)
                             self._queue.pop(name, None)
+                            if request.future is not None:
+                                request.future.set_result(allocation)
+                            elif request.granted is not None:
+                                request.granted(allocation)
                         else:
                             kept += 1
                     if full:
@@ -291,13 +326,18 @@ class DefaultScheduler(Scheduler):
                 for (deployment, location), size in self.holdings.get(path, {}).items()]
 
     async def _place(self, request: _Request) -> JobAllocation | None:
+        job = request.job
+        if job is None:
+            assert request.build is not None
+            job, request.targets = request.build()
+            request.job = job
         data: list[DataLocation] | None = None
         for target in request.targets:
             locs = self.locations.get(target.deployment.name) or []
             if len(locs) < target.locations:
                 continue
             if data is None:
-                data = self._data_locations(request.job)
+                data = self._data_locations(job)
             chosen: list[LocationCapacity] = []
             cores = memory = 0.0
             for _ in range(target.locations):
@@ -314,18 +354,18 @@ class DefaultScheduler(Scheduler):
                     by_name[loc.name] = loc
                 if not options:
                     break
-                picked = await self.policy.get_location(request.job, Hardware(cores=cores, memory=memory), options,
+                picked = await self.policy.get_location(job, Hardware(cores=cores, memory=memory), options,
                                                         self.allocations, {}, data)
                 if picked is None or picked.name not in by_name:
                     break
                 chosen.append(by_name[picked.name])
             if len(chosen) == target.locations:
                 if cores < request.hardware.cores:
-                    log.warning("resource_request_clamped", job=request.job.name, requested=request.hardware.cores,
+                    log.warning("resource_request_clamped", job=job.name, requested=request.hardware.cores,
                                 granted=cores)
-                self.record_allocation(request.job.name, target.deployment.name, [c.name for c in chosen],
+                self.record_allocation(job.name, target.deployment.name, [c.name for c in chosen],
                                        cores, memory)
-                allocation = self.allocations[request.job.name]
+                allocation = self.allocations[job.name]
                 allocation.locations = [
                     ExecutionLocation(name=c.name, deployment=c.deployment, hostname=c.hostname) for c in chosen]
                 return allocation

@@ -112,3 +112,33 @@ async def test_shuffle_filter_is_a_permutation_reproducible_with_a_seed() -> Non
     assert [t.deployment.name for t in first] == [t.deployment.name for t in again]
     assert sorted(t.deployment.name for t in first) == [f"d{i}" for i in range(8)]
     assert [t.deployment.name for t in first] != [f"d{i}" for i in range(8)]
+
+
+async def test_submitted_requests_wait_as_records_and_are_granted_in_order() -> None:
+    """``submit``: no task per waiting request; the job is built when first examined, grants come in order."""
+    scheduler = DefaultScheduler()
+    scheduler.record_locations("hpc", _nodes("hpc", "n1", cores=1))
+    built: list[str] = []
+    granted: list[str] = []
+
+    def build(name: str) -> tuple[Job, list[Target]]:
+        built.append(name)
+        return _job(name), targets_of(["hpc"], None, 1)
+
+    before = len(asyncio.all_tasks())
+    for name in ("a", "b", "c"):
+        scheduler.submit(name, Hardware(cores=1), lambda name=name: build(name),  # type: ignore[misc]
+                         lambda allocation: granted.append(allocation.job))
+    scheduler.submit("a", Hardware(cores=1), lambda: build("x"), lambda allocation: granted.append("dup"))
+    assert len(asyncio.all_tasks()) == before
+    await scheduler.dispatch()
+    assert granted == ["a"] and built == ["a"]  # "b" and "c" not even built: every location is full
+    await scheduler.notify_status("a", Status.COMPLETED)
+    assert granted == ["a", "b"]
+    assert await scheduler.get_allocation("a") is None  # a released job leaves only its name behind
+    scheduler.record_allocation("a", "hpc", ["n1"], 1.0, 0.0)  # replayed again: ignored
+    await scheduler.notify_status("b", Status.COMPLETED)
+    assert granted == ["a", "b", "c"]
+    with pytest.raises(WorkflowExecutionError, match="already ended"):
+        await scheduler.schedule(_job("a"), targets_of(["hpc"], None, 1), Hardware(cores=1))
+    await scheduler.close()
