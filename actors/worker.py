@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import posixpath
 import socket
@@ -59,7 +60,7 @@ from events.tasks import JobTask, decode_task
 from streamflow.core.deployment import LOCAL_DEPLOYMENT, Connector, ExecutionLocation
 from streamflow.cwl.inputs import fill_and_validate_inputs
 from streamflow.cwl.tool import execute_process, tool_output
-from streamflow.data.jobdirs import UnsafeDirectoryError, new_attempt_dir, private_base
+from streamflow.data.jobdirs import UnsafeDirectoryError, fresh_attempt_dir, known_run_dir
 from streamflow.data.limits import fit_job_result
 from streamflow.data.manager import LOCAL_LOCATION
 from streamflow.data.objectstore import fetch_missing, publish_paths
@@ -168,6 +169,7 @@ class Worker:
         self._live: dict[str, tuple[float, int]] = {}  # run -> (valid until, its generation): live runs
         self.max_deliver = MAX_DELIVER
         self._busy_until = 0.0  # pulls are short until then (see run)
+        self._defaults: dict[tuple[str, str], bool] = {}  # (run, step) -> File/Directory defaults?
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
@@ -310,6 +312,8 @@ class Worker:
         directory and why none could be made safely."""
         base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
         try:
+            if known_run_dir(base, task.run_id):  # a few mkdir calls: no thread hop for them
+                return _new_workdir(base, task, delivery), None
             return await asyncio.to_thread(_new_workdir, base, task, delivery), None
         except UnsafeDirectoryError as exc:
             return Path(base), exc
@@ -334,9 +338,18 @@ class Worker:
         attempt = asyncio.create_task(self._execute(task, workdir, delivery) if unsafe is None
                                       else _refused(task, delivery, unsafe))
         finished = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished))
-        self._heartbeats.add(heartbeat)
-        heartbeat.add_done_callback(self._heartbeats.discard)
+        beating: list[asyncio.Task[None]] = []
+
+        def _beat() -> None:
+            # Started only for an attempt that lasts a third of ack_wait: a short job (most of
+            # a scatter) makes no heartbeat task, no timer task and no wake-up at its end.
+            if not finished.is_set():
+                heartbeat = asyncio.create_task(self._heartbeat(msg, task, attempt, finished, at_once=True))
+                self._heartbeats.add(heartbeat)
+                heartbeat.add_done_callback(self._heartbeats.discard)
+                beating.append(heartbeat)
+
+        first_beat = asyncio.get_running_loop().call_later(self.ack_wait / 3, _beat)
         try:
             body = await attempt
         except asyncio.CancelledError:
@@ -349,7 +362,9 @@ class Worker:
         finally:
             finished.set()  # the heartbeat ends on its own (never waited for: see _heartbeat)
             attempt.cancel()
-            heartbeat.cancel()
+            first_beat.cancel()
+            for heartbeat in beating:
+                heartbeat.cancel()
         if task.restore is not None and isinstance(body, JobCompleted):
             body = await asyncio.to_thread(_restore_outputs, body, task.restore)
         body = _with_duration(body, time.monotonic() - begin)
@@ -425,16 +440,19 @@ class Worker:
         return isinstance(body, JobFailed) and body.attempt >= task.attempt
 
     async def _heartbeat(self, msg: Any, task: JobTask, attempt: asyncio.Task[Any],
-                         finished: asyncio.Event) -> None:
+                         finished: asyncio.Event, *, at_once: bool = False) -> None:
         """Tell the server the task is in progress; stop the attempt once its run is over.
 
-        It ends when ``finished`` is set, not only when cancelled: on Python 3.11 a
+        With ``at_once`` the first beat is immediate (the caller waited the first interval
+        already). It ends when ``finished`` is set, not only when cancelled: on Python 3.11 a
         cancellation arriving while nats-py waits for a reply can be lost (CPython
         gh-86296), and a heartbeat that missed it must not live on.
         """
         while not finished.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), self.ack_wait / 3)
+            if not at_once:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), self.ack_wait / 3)
+            at_once = False
             if finished.is_set():
                 return
             with contextlib.suppress(Exception):
@@ -470,6 +488,20 @@ class Worker:
             location = self._locations[key] = available[task.location].location
         return connector, location
 
+    def _file_defaults(self, task: JobTask, step: ExecuteStep) -> bool:
+        """Whether a parameter of the step's process has a File or Directory default (per step)."""
+        key = (task.run_id, task.step)
+        found = self._defaults.get(key)
+        if found is None:
+            from streamflow.cwl.utils import plain
+
+            if len(self._defaults) > 10_000:
+                self._defaults.clear()
+            params = plain(step.process).get("inputs") or []
+            found = self._defaults[key] = any(
+                _has_files(p.get("default")) for p in params if isinstance(p, dict))
+        return found
+
     def _remote_base(self, deployment: str) -> str:
         """The base working directory of jobs on a deployment's locations."""
         from streamflow.core.deployment import default_workdir
@@ -498,10 +530,14 @@ class Worker:
             tmpdir = workdir / "tmp"
             # Inputs produced on a machine that shares no filesystem with this one.
             await fetch_missing(self.log.js, task.inputs)
-            job_order = await asyncio.to_thread(
+            validate = functools.partial(
                 fill_and_validate_inputs, step.process, dict(task.inputs), requirements=step.requirements,
                 hints=step.hints, base_dir=str(outdir), cwl_version=step.cwl_version,
                 discover_secondary_files=False)
+            # Files and directories are looked at on disk (off the loop); plain values are
+            # only checked against their types: no thread hop for them.
+            on_disk = _has_files(task.inputs) or self._file_defaults(task, step)
+            job_order = await asyncio.to_thread(validate) if on_disk else validate()
             sink = self.tool_output(task.run_id) if self.tool_output is not None else None
             if sink is not None:
                 tool_output.set(sink)  # this attempt's own context
@@ -568,6 +604,15 @@ def _discard_workdir(workdir: Path) -> None:
             path.rmdir()
 
 
+def _has_files(value: Any) -> bool:
+    """Whether a JSON value holds a File or Directory object, at any depth."""
+    if isinstance(value, dict):
+        return value.get("class") in ("File", "Directory") or any(_has_files(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_files(v) for v in value)
+    return False
+
+
 def _first_try(task: JobTask, delivery: int) -> bool:
     """Whether a task is the first delivery of a job's first attempt in a run's first generation
     (nothing can be on the job's subject yet unless the task was queued twice)."""
@@ -576,9 +621,9 @@ def _first_try(task: JobTask, delivery: int) -> bool:
 
 def _new_workdir(base: str, task: JobTask, delivery: int) -> Path:
     """A fresh private directory for this delivery of the task, with its empty ``out`` and
-    ``tmp`` (blocking: run in a thread, not on the loop)."""
-    workdir = new_attempt_dir(private_base(base), task.run_id, task.job, attempt=task.attempt,
-                              generation=task.generation, delivery=delivery)
+    ``tmp`` (blocking: in a thread, unless the run's directory is known and it is a few ``mkdir``)."""
+    workdir = fresh_attempt_dir(base, task.run_id, task.job, attempt=task.attempt, generation=task.generation,
+                                delivery=delivery)
     for name in ("out", "tmp"):
         os.mkdir(workdir / name, 0o700)  # in a directory just created: nothing can be there yet
     return workdir

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import IO, Any
+from typing import Any
 
 from streamflow.connectors.base import (
     kill_process_group,
@@ -19,7 +19,7 @@ from streamflow.connectors.base import (
     process_stream_writer,
     stream_copy,
 )
-from streamflow.connectors.procguard import kill_leftovers, precheck, reaper, wait_exit
+from streamflow.connectors.procguard import forget_executable, kill_leftovers, locate, reaper
 from streamflow.core.data import StreamWrapper
 from streamflow.core.deployment import Connector, ExecutionLocation
 from streamflow.core.exception import CommandTimeoutError
@@ -180,57 +180,49 @@ class LocalConnector(Connector):
             env = {**os.environ, **environment} if environment else None
         with contextlib.ExitStack() as files:
             try:
-                stdin_arg: int | IO[Any] = subprocess.DEVNULL
+                stdin_arg: int = subprocess.DEVNULL
                 if isinstance(stdin, str):
-                    stdin_arg = files.enter_context(open(self._resolve(stdin, workdir), "rb"))
+                    stdin_arg = _open_fd(files, self._resolve(stdin, workdir), os.O_RDONLY)
                 elif isinstance(stdin, int):
                     stdin_arg = stdin
-                stdout_arg: int | IO[Any] = subprocess.PIPE if capture_output else subprocess.DEVNULL
+                stdout_arg: int = subprocess.PIPE if capture_output else subprocess.DEVNULL
                 if isinstance(stdout, str):
-                    path = self._resolve(stdout, workdir)
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    stdout_arg = files.enter_context(open(path, "wb"))
+                    stdout_arg = _open_output(files, self._resolve(stdout, workdir))
                 elif isinstance(stdout, int):
                     stdout_arg = stdout
-                stderr_arg: int | IO[Any] = subprocess.STDOUT
+                stderr_arg: int = subprocess.STDOUT
                 if isinstance(stderr, str):
-                    path = self._resolve(stderr, workdir)
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    stderr_arg = files.enter_context(open(path, "wb"))
+                    stderr_arg = _open_output(files, self._resolve(stderr, workdir))
                 elif isinstance(stderr, int):
                     stderr_arg = stderr
                 reaper().start()  # so that the job is registered right after it starts
-                problem = precheck(command, env, workdir)
-                if problem:
-                    error = FileNotFoundError if problem == 127 else PermissionError
-                    raise error(
-                        errno.ENOENT if problem == 127 else errno.EACCES,
-                        "not found" if problem == 127 else "not executable",
-                        command[0],
-                    )
-                process = await asyncio.create_subprocess_exec(
-                    *command,
-                    stdin=stdin_arg,
-                    stdout=stdout_arg,
-                    stderr=stderr_arg,
-                    cwd=workdir,
-                    env=env,
-                    start_new_session=True,
-                    umask=0o077,
-                )
+                executable = _executable(command, env, workdir)
+                try:
+                    process, exited = await _spawn(command, executable, stdin_arg, stdout_arg, stderr_arg,
+                                                   workdir, env)
+                except OSError:
+                    if executable is None or not forget_executable(command, env):
+                        raise
+                    # The file found on PATH earlier is gone: search again.
+                    executable = _executable(command, env, workdir)
+                    process, exited = await _spawn(command, executable, stdin_arg, stdout_arg, stderr_arg,
+                                                   workdir, env)
             except OSError as exc:
                 raise RemoteCommandError(
                     f"cannot run {command[0]!r} on {location}: {exc}",
                     location=str(location),
                     retryable=not isinstance(exc, _NOT_RETRYABLE),
                 ) from exc
+            files.close()  # the child has its own copies
             self._processes.add(process)
             reaper().watch(process.pid)  # its group dies with this process (procguard.py)
             pipe = process.stdout
             reader = asyncio.ensure_future(pipe.read()) if pipe is not None else None
             try:
                 async with asyncio.timeout(timeout):
-                    await wait_exit(process)
+                    # The exit itself, not the end of its pipes (Process.wait() on Python 3.11
+                    # waits for both, and a background child may hold them for ever).
+                    await asyncio.shield(exited)
                     # What it left in the background must not outlive it (nor hold its pipe).
                     kill_leftovers(process.pid)
                     output = await reader if reader is not None else None
@@ -315,6 +307,62 @@ class LocalConnector(Connector):
     ) -> AbstractAsyncContextManager[StreamWrapper]:
         """Stream into the standard input of ``command`` run on this machine."""
         return _as_wrapper(process_stream_writer(command))
+
+
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The protocol of ``asyncio.create_subprocess_exec``, plus a future done when the process exits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _spawn(command: list[str], executable: str | None, stdin: int, stdout: int, stderr: int,
+                 workdir: str | None, env: dict[str, str] | None) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
+    """``asyncio.create_subprocess_exec`` of ``command`` in a new session with umask 077; with
+    the future of its exit (woken by the child watcher, never polled)."""
+    loop = asyncio.get_running_loop()
+    protocol = _ExitProtocol(loop)
+    transport, _ = await loop.subprocess_exec(
+        lambda: protocol, *command, executable=executable, stdin=stdin, stdout=stdout, stderr=stderr,
+        cwd=workdir, env=env, start_new_session=True, umask=0o077)
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
+def _executable(command: list[str], env: dict[str, str] | None, workdir: str | None) -> str | None:
+    """The file to execute for ``command`` (None: let ``exec`` search ``PATH``).
+
+    Raises:
+        FileNotFoundError: not found (127).
+        PermissionError: found, not executable (126).
+    """
+    executable, problem = locate(command, env, workdir)
+    if problem:
+        error = FileNotFoundError if problem == 127 else PermissionError
+        raise error(errno.ENOENT if problem == 127 else errno.EACCES,
+                    "not found" if problem == 127 else "not executable", command[0])
+    return executable
+
+
+def _open_fd(files: contextlib.ExitStack, path: str, flags: int) -> int:
+    """A raw descriptor of ``path`` (closed with ``files``): no Python file object per job."""
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+    files.callback(os.close, fd)
+    return fd
+
+
+def _open_output(files: contextlib.ExitStack, path: str) -> int:
+    """Open ``path`` for a command's output (truncated), creating its missing parent directories."""
+    try:
+        return _open_fd(files, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return _open_fd(files, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 
 
 def _cancel(reader: asyncio.Future[bytes] | None) -> None:

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import IO, Any
 
-__all__ = ["GUARD", "kill_leftovers", "precheck", "reaper", "wait_exit"]
+__all__ = ["GUARD", "forget_executable", "kill_leftovers", "locate", "precheck", "reaper", "wait_exit"]
 
 GUARD = os.path.abspath(__file__)
 """The path of this script."""
@@ -38,7 +38,9 @@ class Reaper:
         self._owner = 0
 
     def _pipe(self) -> IO[bytes]:
-        if self._process is None or self._process.poll() is not None or self._owner != os.getpid():
+        # A reaper that died is noticed when a write to it fails (EPIPE), not polled for
+        # before every write: registering a job stays one pipe write.
+        if self._process is None or self._owner != os.getpid():
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", GUARD, "--reaper", str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -78,6 +80,49 @@ _reaper = Reaper()
 def reaper() -> Reaper:
     """This process's reaper."""
     return _reaper
+
+
+#: Where a program name was found on a ``PATH`` (an absolute one only): (name, PATH) -> file.
+_located: dict[tuple[str, str], str] = {}
+
+
+def locate(command: list[str], environment: dict[str, str] | None, workdir: str | None) -> tuple[str | None, int]:
+    """The file to execute for ``command[0]``, and :func:`precheck`'s verdict on it.
+
+    For a bare program name searched on a ``PATH`` whose entries are all absolute, the file
+    found is remembered per name and ``PATH``: later jobs skip the search (a ``stat`` per
+    directory), and the child ``exec``s that file at once instead of trying each directory
+    in turn. A remembered file that is gone makes the spawn fail: the caller then drops it
+    (:func:`forget_executable`) and tries again without it.
+
+    Returns:
+        ``(file, 0)`` with the file to pass as ``executable`` (None: let ``exec`` search),
+        or ``(None, 127)``/``(None, 126)`` when the command cannot be run.
+    """
+    name = command[0]
+    if "/" in name:
+        return None, precheck(command, environment, workdir)
+    env = environment if environment is not None else os.environ
+    search = env.get("PATH", os.defpath)
+    key = (name, search)
+    found = _located.get(key)
+    if found is not None:
+        return found, 0
+    if not all(os.path.isabs(folder) for folder in search.split(os.pathsep)):
+        return None, precheck(command, environment, workdir)  # depends on the working directory
+    import shutil
+
+    found = shutil.which(name, path=search)
+    if found is None:
+        return None, precheck(command, environment, workdir)
+    _located[key] = found
+    return found, 0
+
+
+def forget_executable(command: list[str], environment: dict[str, str] | None) -> bool:
+    """Drop what :func:`locate` remembered for ``command[0]``; whether there was anything."""
+    env = environment if environment is not None else os.environ
+    return _located.pop((command[0], env.get("PATH", os.defpath)), None) is not None
 
 
 def precheck(command: list[str], environment: dict[str, str] | None, workdir: str | None) -> int:

@@ -5,6 +5,9 @@ JavaScript protocol), with one persistent Node.js process per thread. A few thin
 cheap in a large scatter, where the same expressions are evaluated for every job:
 
 * parameter references (``$(inputs.x.path)``) are resolved in Python and never start Node;
+  the plain ones (dotted names and list indices, e.g. ``$(self[0].contents)``) are parsed
+  once per distinct string and walked directly, without cwl-utils' regular expressions
+  (anything else, and every error, still goes through cwl-utils for its messages);
 * where an expression string splits into text and ``$(...)``/``${...}`` parts is worked out
   once per distinct string (cwl-utils' scanner walks it character by character in Python,
   about 0.5 ms for a ten-line ``${...}`` block) and remembered;
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -288,7 +292,46 @@ class ExpressionEvaluator:
 
     def _one(self, text: str, rootvars: dict[str, Any], engine: JSEngine) -> Any:
         """Evaluate one ``(...)``/``{...}`` part (the text after its ``$``)."""
+        path = _reference(text)
+        if path is not None:
+            found, value = _walk(rootvars[str(path[0])], path[1:])
+            if found:
+                return value
         return evaluator(engine, text, rootvars, "", self.full_js, timeout=self.timeout)  # type: ignore[arg-type]
+
+
+_PLAIN_REFERENCE = re.compile(r"\((inputs|self|runtime)((?:\.\w+|\[[0-9]+\])*)\)")
+_PLAIN_SEGMENT = re.compile(r"\.(\w+)|\[([0-9]+)\]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference(text: str) -> tuple[str | int, ...] | None:
+    """The path of a plain parameter reference (``(inputs.x[0].path)`` -> ``("inputs", "x", 0,
+    "path")``), or None for anything else (quoted keys, JavaScript)."""
+    match = _PLAIN_REFERENCE.fullmatch(text)
+    if match is None:
+        return None
+    path: list[str | int] = [match.group(1)]
+    for key, index in _PLAIN_SEGMENT.findall(match.group(2)):
+        path.append(key if key else int(index))
+    return tuple(path)
+
+
+def _walk(value: Any, path: tuple[str | int, ...]) -> tuple[bool, Any]:
+    """Follow ``path`` from ``value`` as cwl-utils' parameter references do; ``(False, None)``
+    where it would raise (the caller then lets cwl-utils raise its own error)."""
+    for i, key in enumerate(path):
+        if isinstance(key, int):
+            if not isinstance(value, list) or key >= len(value):
+                return False, None
+            value = value[key]
+        elif isinstance(value, list) and key == "length" and i == len(path) - 1:
+            return True, len(value)
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return False, None
+    return True, value
 
 
 @functools.lru_cache(maxsize=4096)

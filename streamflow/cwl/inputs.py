@@ -68,10 +68,7 @@ def fill_and_validate_inputs(
             message names the input and what was expected, e.g.
             ``input 'threads': expected int, got string 'abc'``.
     """
-    view = plain(process)
-    reqs = Requirements(requirements, hints)
-    params: list[Mapping[str, Any]] = list(view.get("inputs") or [])
-    index = SchemaIndex(reqs, params)
+    params, reqs, index, evaluator = _context(process, requirements, hints, cwl_version)
     result: dict[str, Any] = {}
     slots: list[FileSlot] = []
     defaulted: set[int] = set()
@@ -89,7 +86,6 @@ def fill_and_validate_inputs(
         if from_default:
             defaulted.update(id(slot) for slot in found)
         slots.extend(found)
-    evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
     for slot in slots:
         listing = listing_default(reqs, slot.spec)
         if listing != "no_listing" and slot.value.get("class") == "Directory":
@@ -106,6 +102,28 @@ def fill_and_validate_inputs(
     hidden = secret_inputs(hints, requirements)
     # Secret inputs (cwltool:Secrets) travel as placeholders; the worker reveals them to the command.
     return conceal(result, hidden) if hidden else result
+
+
+_Context = tuple[list[Mapping[str, Any]], Requirements, SchemaIndex, ExpressionEvaluator]
+#: id(process), id(requirements), id(hints), version -> (process, requirements, hints, context).
+_contexts: dict[tuple[int, int, int, str], tuple[Any, Any, Any, _Context]] = {}
+
+
+def _context(process: Any, requirements: Sequence[Any], hints: Sequence[Any], cwl_version: str) -> _Context:
+    """The parameters, requirements, named types and expression evaluator of a process: the same
+    for each of its jobs, so worked out once per process (the objects are kept with them, so that
+    their ids stay theirs; callers only read them)."""
+    key = (id(process), id(requirements), id(hints), cwl_version)
+    hit = _contexts.get(key)
+    if hit is not None and hit[0] is process and hit[1] is requirements and hit[2] is hints:
+        return hit[3]
+    reqs = Requirements(requirements, hints)
+    params: list[Mapping[str, Any]] = list(plain(process).get("inputs") or [])
+    context = (params, reqs, SchemaIndex(reqs, params), ExpressionEvaluator(reqs.as_list(), cwl_version))
+    if len(_contexts) >= 256:
+        _contexts.clear()
+    _contexts[key] = (process, requirements, hints, context)
+    return context
 
 
 def _forget_listing(value: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob as globmod
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from streamflow.cwl.expression import ExpressionEvaluator, has_expression
-from streamflow.cwl.files import FileProblem, fill_object, list_directory, read_contents, secondary_files
+from streamflow.cwl.files import CONTENTS_LIMIT, FileProblem, fill_object, list_directory, secondary_files
 from streamflow.cwl.staging import walk_files
 from streamflow.cwl.types import SchemaIndex, TypeMismatch, check_value, decidable
 from streamflow.cwl.utils import Requirements, checksum, is_file, path_to_uri, shortname, uri_to_path
@@ -80,7 +81,7 @@ def _inside(path: str, root: str) -> bool:
 
 def _glob(outdir: str, patterns: list[str], allowed: Collection[str]) -> list[str]:
     root = os.path.normpath(outdir)
-    real_root = os.path.realpath(outdir)
+    real_root: str | None = None  # only needed once a match is (or goes through) a link
     found: list[str] = []
     for pattern in patterns:
         if pattern in (".", "./"):
@@ -89,16 +90,58 @@ def _glob(outdir: str, patterns: list[str], allowed: Collection[str]) -> list[st
             full = pattern if os.path.isabs(pattern) else os.path.join(outdir, pattern)
             matches = sorted(globmod.glob(full))
         for match in matches:
-            if not _inside(os.path.normpath(match), root):
+            normal = os.path.normpath(match)
+            if not _inside(normal, root):
                 raise JobFailedError(f"output glob {pattern!r} matched {match}, outside the output directory")
-            real = os.path.realpath(match)
-            if not _inside(real, real_root) and not any(_inside(real, a) for a in allowed):
-                raise JobFailedError(
-                    f"output {match} is a symbolic link to {real}, outside the output directory and the inputs"
-                )
+            if not _plain_below(match, normal, root):
+                if real_root is None:
+                    real_root = os.path.realpath(outdir)
+                real = os.path.realpath(match)
+                if not _inside(real, real_root) and not any(_inside(real, a) for a in allowed):
+                    raise JobFailedError(
+                        f"output {match} is a symbolic link to {real}, outside the output directory and the inputs"
+                    )
             if match not in found:
                 found.append(match)
     return found
+
+
+def _plain_below(match: str, normal: str, root: str) -> bool:
+    """Whether ``match`` (``normal`` once normalised, inside ``root``) names what lies at that
+    place below ``root``: no ``..`` and no symbolic link on the way (one ``lstat`` per level
+    below ``root``, instead of a ``realpath`` of the whole path). Otherwise the caller resolves it."""
+    if normal == root:
+        return True
+    rel = normal[len(root.rstrip(os.sep)) + 1:]
+    if ".." in match.split(os.sep):
+        return False
+    current = root
+    for part in rel.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return False
+    return True
+
+
+def _checksum_and_contents(path: str, load_contents: bool) -> tuple[str, str | None]:
+    """The CWL checksum of a file and, for ``loadContents``, its text: one read of a small file."""
+    if not load_contents:
+        return checksum(path), None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileProblem(f"cannot read {path} for loadContents: {exc}") from exc
+    try:
+        data = bytearray()
+        while len(data) <= CONTENTS_LIMIT and (chunk := os.read(fd, CONTENTS_LIMIT + 1 - len(data))):
+            data += chunk
+    except OSError as exc:
+        raise FileProblem(f"cannot read {path} for loadContents: {exc}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > CONTENTS_LIMIT:
+        raise FileProblem(f"loadContents: {path} is larger than the 64 KiB limit")
+    return "sha1$" + hashlib.sha1(data).hexdigest(), data.decode("utf-8", errors="replace")
 
 
 def _as_object(path: str, listing: str) -> dict[str, Any]:
@@ -171,12 +214,12 @@ class _Collector:
             load_contents = spec.get("loadContents") or binding.get("loadContents")
             for obj in result:
                 if is_file(obj):
-                    obj["checksum"] = checksum(str(obj["path"]))
-                    if load_contents:
-                        try:
-                            obj["contents"] = read_contents(obj)
-                        except FileProblem as exc:
-                            raise JobFailedError(f"output '{where}': {exc}") from None
+                    try:
+                        obj["checksum"], contents = _checksum_and_contents(str(obj["path"]), bool(load_contents))
+                    except FileProblem as exc:
+                        raise JobFailedError(f"output '{where}': {exc}") from None
+                    if contents is not None:
+                        obj["contents"] = contents
         if binding.get("outputEval") is not None:
             result = self._eval(binding["outputEval"], result)
         elif isinstance(result, list) and not _is_array_type(t, self.index):

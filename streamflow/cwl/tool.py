@@ -445,16 +445,12 @@ def prepare_job(
         JobFailedError: an expression failed or staging is impossible.
         UnsupportedRequirementError: an Operation, or a requirement that cannot be honoured.
     """
-    view = plain(process)
+    view, reqs, evaluator, index = _tool_context(process, requirements, hints, cwl_version)
     cls = view.get("class")
-    reqs = Requirements(requirements, hints)
-    check_requirements_supported(process, list(reqs.requirements.values()))
-    evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
-    index = SchemaIndex(reqs, [*(view.get("inputs") or []), *(view.get("outputs") or [])])
     outdir = os.path.abspath(outdir)
     tmpdir = os.path.abspath(tmpdir)
-    os.makedirs(outdir, exist_ok=True)
-    os.makedirs(tmpdir, exist_ok=True)
+    _ensure_dir(outdir)
+    _ensure_dir(tmpdir)
     inputs = _copy(job_order)
     resources = _resources(reqs, inputs, evaluator, cores=cores, ram=ram)
     runtime: dict[str, Any] = {"outdir": outdir, "tmpdir": tmpdir, **resources}
@@ -494,7 +490,7 @@ def prepare_job(
     for key in ("stdout", "stderr"):
         target = paths[key]
         if target is not None:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _ensure_dir(os.path.dirname(target))
     return PreparedJob(
         command=command,
         environment=_environment(reqs, inputs, evaluator, runtime),
@@ -514,6 +510,39 @@ def prepare_job(
         _docker=docker,
         _network=_network_access(reqs, inputs, evaluator, runtime),
     )
+
+
+_ToolContext = tuple[Mapping[str, Any], Requirements, ExpressionEvaluator, SchemaIndex]
+#: What is the same for every job of a tool: id(process), id(requirements), id(hints), version ->
+#: (process, requirements, hints, context); the objects are kept, so that their ids stay theirs.
+_contexts: dict[tuple[int, int, int, str], tuple[Any, Any, Any, _ToolContext]] = {}
+_CONTEXTS = 256
+
+
+def _tool_context(process: Any, requirements: list[Any], hints: list[Any], cwl_version: str) -> _ToolContext:
+    """The plain view, requirements, expression evaluator and named types of a tool, worked out
+    (and its requirements checked) once per tool rather than once per job: a scatter's jobs
+    share them. Nothing in them depends on a job; callers only read them."""
+    key = (id(process), id(requirements), id(hints), cwl_version)
+    hit = _contexts.get(key)
+    if hit is not None and hit[0] is process and hit[1] is requirements and hit[2] is hints:
+        return hit[3]
+    view = plain(process)
+    reqs = Requirements(requirements, hints)
+    check_requirements_supported(process, list(reqs.requirements.values()))
+    evaluator = ExpressionEvaluator(reqs.as_list(), cwl_version)
+    index = SchemaIndex(reqs, [*(view.get("inputs") or []), *(view.get("outputs") or [])])
+    context = (view, reqs, evaluator, index)
+    if len(_contexts) >= _CONTEXTS:
+        _contexts.clear()
+    _contexts[key] = (process, requirements, hints, context)
+    return context
+
+
+def _ensure_dir(path: str) -> None:
+    """Create directory ``path`` with its parents unless it is one already (one ``stat`` then)."""
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
 
 
 def _network_access(reqs: Requirements, inputs: Mapping[str, Any], evaluator: ExpressionEvaluator,

@@ -15,6 +15,13 @@ directory even for the same run id. Each level is created with ``mkdir`` and the
 through a descriptor opened with ``O_NOFOLLOW``: a symbolic link, a directory owned by
 someone else or a private base with a looser mode is refused with
 :class:`UnsafeDirectoryError`, never followed or repaired.
+
+:func:`fresh_attempt_dir` is what a worker calls per job: it remembers, per process, the
+private bases and run directories it has checked, and does not check again what its own
+``mkdir`` has just created inside a directory only we can write to (nobody else can have
+put a link or a foreign directory there). A job directory that already existed (a retry,
+a redelivery) is checked as before; anything unexpected (a remembered directory removed
+meanwhile) forgets what was remembered and takes the full, checked path again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from pathlib import Path
 
 from streamflow.errors import StreamFlowError
 
-__all__ = ["UnsafeDirectoryError", "new_attempt_dir", "private_base", "store_identity"]
+__all__ = ["UnsafeDirectoryError", "fresh_attempt_dir", "known_run_dir", "new_attempt_dir", "private_base",
+           "store_identity"]
 
 
 class UnsafeDirectoryError(StreamFlowError):
@@ -146,4 +154,66 @@ def new_attempt_dir(base: Path, run_id: str, job: str, *, attempt: int, generati
         except OSError as exc:
             raise UnsafeDirectoryError(f"cannot create job directory {candidate}: {exc.strerror or exc}") from exc
         _check(candidate, private=True)
+        return candidate
+
+
+#: Private bases checked by this process: (absolute base, ``$STREAMFLOW_HOME`` or None) -> base.
+_bases: dict[tuple[str, str | None], Path] = {}
+#: Run directories created or checked by this process inside a private base.
+_runs: set[Path] = set()
+
+
+def known_run_dir(base: str, run_id: str) -> bool:
+    """Whether :func:`fresh_attempt_dir` has the run's directory under ``base`` checked already
+    (a new attempt is then two or three ``mkdir`` calls: cheap enough for an event loop)."""
+    mine = _bases.get((os.path.abspath(base), os.environ.get("STREAMFLOW_HOME")))
+    return mine is not None and mine / run_id in _runs
+
+
+def fresh_attempt_dir(base: str, run_id: str, job: str, *, attempt: int, generation: int, delivery: int) -> Path:
+    """:func:`new_attempt_dir` under :func:`private_base` of ``base``, checking less per job.
+
+    The private base and the run's directory are checked once per process (see the module
+    docstring); a job directory is checked only if it existed already, and the attempt's
+    directory, which ``mkdir`` has just created in it, is not checked again. Blocking: in a
+    thread, unless :func:`known_run_dir` (then it is two or three ``mkdir`` calls).
+
+    Raises:
+        UnsafeDirectoryError: as :func:`new_attempt_dir`.
+    """
+    for part in (run_id, job):
+        if not part or part in (".", "..") or "/" in part or "\0" in part:
+            raise UnsafeDirectoryError(f"{part!r} cannot name a job directory")
+    key = (os.path.abspath(base), os.environ.get("STREAMFLOW_HOME"))
+    mine = _bases.get(key)
+    try:
+        if mine is None:
+            mine = _bases[key] = private_base(base)
+        run_dir = mine / run_id
+        if run_dir not in _runs:
+            _mkdir_private(run_dir)
+            _check(run_dir, private=True)
+            _runs.add(run_dir)
+        return _attempt_in(run_dir / job, attempt=attempt, generation=generation, delivery=delivery)
+    except (OSError, UnsafeDirectoryError):
+        # Something moved under a remembered directory (or is not what it should be):
+        # forget, and take the fully checked path (which raises if it is really unsafe).
+        _bases.pop(key, None)
+        if mine is not None:
+            _runs.discard(mine / run_id)
+        return new_attempt_dir(private_base(base), run_id, job, attempt=attempt, generation=generation,
+                               delivery=delivery)
+
+
+def _attempt_in(job_dir: Path, *, attempt: int, generation: int, delivery: int) -> Path:
+    try:
+        os.mkdir(job_dir, 0o700)
+    except FileExistsError:
+        _check(job_dir, private=True)  # not made just now: check it as new_attempt_dir does
+    while True:
+        candidate = job_dir / f"{attempt}-{generation}-{delivery}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(candidate, 0o700)  # inside a directory only we can write to: ours, as made
+        except FileExistsError:
+            continue
         return candidate
