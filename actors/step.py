@@ -256,15 +256,25 @@ class StepActor(Actor):
         if len(puts) == 1:  # the common case (one output): no task group, no task switch
             await self.put(*puts[0], inputs=inputs, job=job)
             return
-        sem = asyncio.Semaphore(_PUT_CONCURRENCY)
+        # ``_PUT_CONCURRENCY`` workers take the puts in turn (a 100,000-way scatter's tokens:
+        # a task per put held 100,000 tasks and coroutine frames at once). After an error no
+        # new put starts; those in flight end, then the first error is raised.
+        todo = iter(puts)
+        errors: list[Exception] = []
 
-        async def _one(port: str, tag: str, value: Any) -> None:
-            async with sem:
-                await self.put(port, tag, value, inputs=inputs, job=job)
+        async def _worker() -> None:
+            for port, tag, value in todo:
+                if errors:
+                    return
+                try:
+                    await self.put(port, tag, value, inputs=inputs, job=job)
+                except Exception as exc:
+                    errors.append(exc)
+                    return
 
-        async with asyncio.TaskGroup() as tg:
-            for port, tag, value in puts:
-                tg.create_task(_one(port, tag, value))
+        await asyncio.gather(*(_worker() for _ in range(min(_PUT_CONCURRENCY, len(puts)))))
+        if errors:
+            raise errors[0]
 
     async def terminate(self, status: str) -> None:
         """Record that this step will produce nothing more."""
