@@ -306,6 +306,8 @@ class RunnerContext:
         on_run: called with the run id once the run is recorded.
         pool: the daemon's private worker pool (a pseudo-deployment) that runs the jobs
             of ``__LOCAL__``.
+        defer: takes the clean-up that can wait until the client has its answer (the
+            removal of a completed run's job directories); None: done before answering.
     """
 
     cwd: str
@@ -313,6 +315,7 @@ class RunnerContext:
     tmpdir: str | None = None
     on_run: Callable[[str], None] | None = None
     pool: str | None = None
+    defer: Callable[[Callable[[], None]], None] | None = None
 
 
 def cwl_runner_main(argv: Sequence[str] | None = None, *, runner: RunnerContext | None = None) -> int:
@@ -550,7 +553,7 @@ def _cmd_run(args: argparse.Namespace, *, runner_style: bool, runner: RunnerCont
                 continue
             _err(f"bus error: {_bus_error_text(exc, args)}")
             return EXIT_FAILED
-    _after_run(args, result, options.workdir)
+    _after_run(args, result, options.workdir, defer=runner.defer if runner is not None else None)
     if result.status == "COMPLETED":
         from streamflow.cwl.utils import restore_big_numbers
 
@@ -574,8 +577,10 @@ def _cwltool_workdir(args: argparse.Namespace) -> None:
         args.workdir = os.path.dirname(prefix) or "."
 
 
-def _after_run(args: argparse.Namespace, result: Any, workdir: str | None) -> None:
-    """``--provenance``, then the removal of a completed run's job directories."""
+def _after_run(args: argparse.Namespace, result: Any, workdir: str | None,
+               defer: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """``--provenance``, then the removal of a completed run's job directories (by ``defer``,
+    when given: the runner daemon removes them once its client has the run's answer)."""
     from streamflow.cli.engine import _default_workdir
     from streamflow.cwl.runflags import remove_job_dirs, write_provenance
 
@@ -588,7 +593,11 @@ def _after_run(args: argparse.Namespace, result: Any, workdir: str | None) -> No
             if not args.quiet:
                 print(f"streamflow: provenance (RO-Crate) written to {where}", file=sys.stderr)
     if result.status == "COMPLETED" and not (args.leave_tmpdir or args.leave_outputs or args.cachedir):
-        remove_job_dirs(workdir or _default_workdir(), result.run_id)
+        base, run_id = workdir or _default_workdir(), result.run_id
+        if defer is not None:
+            defer(lambda: remove_job_dirs(base, run_id))
+        else:
+            remove_job_dirs(base, run_id)
 
 
 def _check_up_front(args: argparse.Namespace, prepared: Any, workflow: str) -> str | None:

@@ -24,16 +24,23 @@ cancels the run as Ctrl-C would: it stays resumable.
 
 from __future__ import annotations
 
-import hashlib
+import _socket
 import json
 import os
-import socket
 import sys
 import time
+
+try:  # the built-in module: hashlib would load OpenSSL first (~3-9 ms of every call)
+    from _blake2 import blake2b
+except ImportError:  # a Python built without its own hashes
+    from hashlib import blake2b
 
 TYPE_CHECKING = False  # typing's costs this thin client ~4 ms per run
 if TYPE_CHECKING:
     from typing import Any
+
+# ``_socket`` rather than ``socket``: the wrapper module imports enum, selectors and array
+# (~4 ms), for nothing this client uses.
 
 __all__ = ["daemon_socket", "main"]
 
@@ -49,7 +56,7 @@ def _home() -> str:
 
 def _fingerprint() -> str:
     """A digest of everything that makes two runner processes behave the same."""
-    digest = hashlib.sha256()
+    digest = blake2b(digest_size=8)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for package in _SOURCE_PACKAGES:
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, package)):
@@ -65,7 +72,7 @@ def _fingerprint() -> str:
     # (or a lock) of a daemon running on another machine.
     digest.update(json.dumps([sys.executable, sys.version, os.path.abspath(_home()), os.environ.get("PATH", ""),
                               os.getuid(), os.uname().nodename, settings]).encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def _private_dir(path: str) -> str:
@@ -104,8 +111,8 @@ def _forward_wanted(argv: list[str]) -> bool:
     return not any(a.startswith("--nats") for a in argv)
 
 
-def _connect(path: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _socket.socket | None:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError:
@@ -133,7 +140,7 @@ def _spawn(path: str) -> Any:
         os.close(fd)
 
 
-def _wait_for(path: str, process: Any) -> socket.socket | None:
+def _wait_for(path: str, process: Any) -> _socket.socket | None:
     """Connect once the daemon listens; None when it died without anyone listening."""
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
@@ -166,7 +173,7 @@ def _daemon_alive(path: str) -> bool:
 class _Frames:
     """Newline-delimited JSON frames read from the daemon."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.scanned = 0  # bytes of the buffer known to hold no newline
@@ -201,7 +208,7 @@ def _forward(argv: list[str]) -> int | None:
                 print(f"streamflow: the runner daemon did not start (see {path[: -len('.sock')]}.log); "
                       "running in-process", file=sys.stderr)
                 return None
-        with sock:
+        try:
             try:
                 sock.sendall(request)
                 frames = _Frames(sock)
@@ -235,6 +242,8 @@ def _forward(argv: list[str]) -> int | None:
                 elif "exit" in frame:
                     sys.stdout.flush()
                     return int(frame["exit"])
+        finally:
+            sock.close()
     return None
 
 

@@ -9,7 +9,9 @@ an engine the tool runs on the host, with the container paths emulated
 With an engine, a ``DockerRequirement`` given as a requirement *or as a hint* runs in a
 container (as cwltool does). The image is made present first (:func:`ensure_image`): when
 it cannot be pulled, a requirement fails the job with a message naming the image and the
-engine, and a hint falls back to the host with a warning.
+engine, and a hint falls back to the host with a warning. A failed pull is remembered for a
+minute (the next jobs asking for that image get the same answer without asking the engine),
+and the jobs of a scatter wait for one pull of their image instead of each pulling it.
 
 In a container, paths keep their host names: the job's output and temporary directories
 are mounted read-write at their own paths (and the output directory also at
@@ -27,6 +29,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -96,19 +99,49 @@ class ImageUnavailable(Exception):
 
 
 _PULL_TIMEOUT = 1800.0  # seconds: a large image over a slow link
+_FAILURE_TTL = 60.0  # seconds a failed pull is remembered before an engine is asked again
 _present: set[tuple[str, str]] = set()  # (engine path, image) known to be present
+_failed: dict[tuple[str, str], tuple[float, str]] = {}  # (engine path, image) -> (when, why)
+_image_locks: dict[tuple[str, str], threading.Lock] = {}
 
 
 def ensure_image(engine_path: str, image: str) -> None:
     """Make sure ``image`` is present for the engine, pulling it if needed.
 
+    One image is looked up and pulled by one job at a time (the jobs of a scatter wait for
+    the first one's pull instead of each pulling it), and a pull that failed is not tried
+    again for :data:`_FAILURE_TTL` seconds: the jobs asking meanwhile get the same error
+    without running the engine twice more each (an ``image inspect`` and a ``pull`` cost
+    ~0.1 s of CPU and ~0.2 s with Podman, where the registry cannot be reached).
+
     Raises:
-        ImageUnavailable: it is not present and the pull failed (or timed out).
+        ImageUnavailable: it is not present and the pull failed (or timed out), now or
+            less than :data:`_FAILURE_TTL` seconds ago.
     """
     key = (engine_path, image)
     with _lock:
         if key in _present:
             return
+        image_lock = _image_locks.setdefault(key, threading.Lock())
+    with image_lock:
+        with _lock:
+            if key in _present:
+                return
+            failure = _failed.get(key)
+            if failure is not None and time.monotonic() - failure[0] < _FAILURE_TTL:
+                raise ImageUnavailable(failure[1])
+        try:
+            _inspect_or_pull(engine_path, image)
+        except ImageUnavailable as exc:
+            with _lock:
+                _failed[key] = (time.monotonic(), str(exc))
+            raise
+        with _lock:
+            _present.add(key)
+            _failed.pop(key, None)
+
+
+def _inspect_or_pull(engine_path: str, image: str) -> None:
     name = os.path.basename(engine_path)
     try:
         inspect = subprocess.run([engine_path, "image", "inspect", image], capture_output=True, timeout=60,
@@ -124,8 +157,6 @@ def ensure_image(engine_path: str, image: str) -> None:
                                "timed out") from None
     except OSError as exc:
         raise ImageUnavailable(f"cannot pull image {image!r} with {name} ({engine_path}): {exc}") from None
-    with _lock:
-        _present.add(key)
 
 
 def _last_lines(output: bytes, count: int = 3) -> str:
