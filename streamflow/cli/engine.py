@@ -321,7 +321,8 @@ async def execute_run(log_: EventLog, run_id: str, graph: WorkflowGraph, *, outd
     supervisor = RunSupervisor(ctx, done)
     actors: list[Any] = []
     if "ports" in hosted:
-        actors.extend(PortActor(ctx, pid, graph.producers(pid)) for pid in graph.ports)
+        producers = graph.producers_by_port()
+        actors.extend(PortActor(ctx, pid, producers.get(pid, [])) for pid in graph.ports)
     if "steps" in hosted:
         actors.extend(make_step_actor(ctx, step) for step in graph.steps.values())
     declared = dict(config_run.deployments) if config_run is not None else {}

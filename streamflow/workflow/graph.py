@@ -254,15 +254,19 @@ class WorkflowGraph:
 
     def producers(self, port_id: str) -> list[str]:
         """Return the ids of the steps that write on ``port_id``."""
-        result = []
+        return self.producers_by_port().get(port_id, [])
+
+    def producers_by_port(self) -> dict[str, list[str]]:
+        """Port id -> the ids of the steps that write on it (in step order), in one pass over the steps."""
+        result: dict[str, list[str]] = {}
         for step in self.steps.values():
             written = list(step.outputs.values())
             if isinstance(step, ConditionalStep):
                 written.extend(step.skip_outputs.values())
             if isinstance(step, ScatterStep):
                 written.extend(step.size_ports)
-            if port_id in written:
-                result.append(step.id)
+            for port_id in dict.fromkeys(written):
+                result.setdefault(port_id, []).append(step.id)
         return result
 
     def consumers(self, port_id: str) -> list[str]:
