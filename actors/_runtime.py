@@ -34,8 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -363,7 +366,9 @@ class ActorHost:
             snapshot = snapshots[group]
             for actor in members:
                 state = snapshot.actors[actor.address]
-                actor.restore({name: _restore_keys(value) for name, value in state.items()})
+                kinds = actor.snapshot_fields()
+                actor.restore({name: _restore_keys(value) if _tuple_keys_possible(kinds.get(name, Any)) else value
+                               for name, value in state.items()})
                 actor.restored_seq = snapshot.last_seq
         last_seq, events = min(points)
         self.events_seen = self._snapshot_at = events
@@ -420,4 +425,28 @@ def _restore_keys(value: Any, depth: int = 2) -> Any:
 
     if not isinstance(value, dict) or depth == 0:
         return value
+    if depth == 1:  # the innermost mappings (~10^5 of them in a large run's snapshot): kept when no key is a tuple
+        for k in value:
+            if isinstance(k, str) and k[:1] == "[":
+                return {restore_key(k) if isinstance(k, str) else k: v for k, v in value.items()}
+        return value
     return {restore_key(k) if isinstance(k, str) else k: _restore_keys(v, depth - 1) for k, v in value.items()}
+
+
+@functools.cache
+def _tuple_keys_possible(kind: Any, depth: int = 2) -> bool:
+    """Whether a snapshot field declared as ``kind`` may hold tuple keys where :func:`_restore_keys`
+    looks (mappings, two levels deep); False only when its type rules them out (a large step's
+    ``tokens`` alone has ~10^5 inner mappings to walk otherwise)."""
+    if depth == 0 or kind in (str, int, float, bool, bytes, type(None)):
+        return False
+    origin = typing.get_origin(kind)
+    if origin in (list, set, frozenset, tuple):
+        return False  # not a mapping: _restore_keys leaves it alone
+    if origin is dict:
+        key, value = typing.get_args(kind)
+        return typing.get_origin(key) is tuple or key is tuple or _tuple_keys_possible(value, depth - 1)
+    if origin in (typing.Union, types.UnionType):
+        return any(_tuple_keys_possible(arg, depth) for arg in typing.get_args(kind))
+    # Any, or anything not recognised: look; but a struct one level down has its field names as keys.
+    return not (depth == 1 and isinstance(kind, type) and issubclass(kind, msgspec.Struct))

@@ -179,9 +179,10 @@ class CheckpointManager:
             return found
         for group in sorted(groups):
             with contextlib.suppress(Exception):
-                store = await self._bucket()
-                result = await asyncio.wait_for(store.get(self.key(group)), 30)
-                snapshot = _decoder.decode(result.data)
+                await self._bucket()
+                # read_object: the chunks joined once (nats-py's ObjectStore.get is quadratic in the size)
+                snapshot = _decoder.decode(await asyncio.wait_for(self.log.read_object(SNAPSHOT_BUCKET,
+                                                                                       self.key(group)), 30))
                 if (snapshot.format == SNAPSHOT_FORMAT and snapshot.graph == self.digest
                         and snapshot.run_id == self.run_id and snapshot.group == group):
                     found[group] = snapshot

@@ -17,13 +17,15 @@ workers: ``sf.task.<deployment>.<run>``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import random
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from nats.js.client import JetStreamContext
 
 from events.backoff import Backoff
 from events.codec import decode, encode, event_id, event_type
+from events.replay import catch_up
 from events.schema import Envelope, Event, EventBody
 from streamflow.errors import BusError, ConcurrencyError, EventLogError, FencedError, RunNotFoundError
 
@@ -403,6 +406,34 @@ class EventLog:
             firsts.append((first[0] if first else 0, run))
         return [run for _, run in sorted(firsts)]
 
+    async def read_object(self, bucket: str, name: str) -> bytes:
+        """The content of an object of a JetStream object store (a snapshot, say).
+
+        Its chunks are read with :func:`~events.replay.catch_up` and joined once: nats-py's
+        ``ObjectStore.get`` appends them one by one (quadratic in the object's size, seconds
+        for a snapshot of ~100 MB). The digest is checked; anything unexpected falls back on
+        ``ObjectStore.get``.
+
+        Raises:
+            nats.js.errors.ObjectNotFoundError: no such object (and what ``ObjectStore.get`` raises).
+        """
+        store = await self.js.object_store(bucket)
+        info = await store.get_info(name)
+        if info.nuid and not info.is_link() and info.size and info.digest:
+            digest = hashlib.sha256()
+            chunks: list[bytes] = []
+            async with contextlib.aclosing(catch_up(self.nc, self.js, f"OBJ_{bucket}", f"$O.{bucket}.C.{info.nuid}",
+                                                    1)) as parts:
+                async for _, _, data, _, _ in parts:
+                    chunks.append(data)
+                    digest.update(data)
+            blob = b"".join(chunks)
+            expected = info.digest.partition("=")[2]
+            if len(blob) == info.size and base64.urlsafe_b64decode(expected + "==") == digest.digest():
+                return blob
+        result = await store.get(name)
+        return bytes(result.data or b"")
+
     async def exists(self, run_id: str) -> bool:
         """Whether the run has a ``wf`` aggregate in the log."""
         return await self.first(run_subject(run_id, "wf")) is not None
@@ -423,16 +454,19 @@ class EventLog:
         subject = subject_filter or run_subject(run_id)
         if from_stream_seq > 1 and follow and not await self.exists(run_id):
             raise RunNotFoundError(f"no run {run_id!r} in the event log")
-        async for record in self._read(subject, from_stream_seq=from_stream_seq, follow=follow):
-            yield record
+        async with contextlib.aclosing(self._read(subject, from_stream_seq=from_stream_seq, follow=follow)) as records:
+            async for record in records:
+                yield record
         return
 
     async def read_all(self, *, follow: bool = False, from_stream_seq: int = 1,
                        subject_filter: str = "sf.ev.>") -> AsyncIterator[Record]:
         """Yield every run's events in log order (optionally only those matching a filter,
         e.g. ``sf.ev.*.wf`` for every run's lifecycle)."""
-        async for record in self._read(subject_filter, from_stream_seq=from_stream_seq, follow=follow):
-            yield record
+        async with contextlib.aclosing(self._read(subject_filter, from_stream_seq=from_stream_seq,
+                                                  follow=follow)) as records:
+            async for record in records:
+                yield record
 
     async def _any_from(self, subject: str, from_stream_seq: int) -> bool:
         """Whether an event matching ``subject`` is stored at or after ``from_stream_seq``."""
@@ -442,18 +476,42 @@ class EventLog:
             return False
         return True
 
-    async def _read(self, subject: str, *, from_stream_seq: int, follow: bool) -> AsyncIterator[Record]:
-        pending = await self.count(subject)
-        if pending == 0 and not follow:
-            if subject.endswith(".>") and subject.count(".") == 3:
-                raise RunNotFoundError(f"no run {subject.split('.')[2]!r} in the event log")
-            return
-        if pending and from_stream_seq > 1 and not await self._any_from(subject, from_stream_seq):
-            # Everything matching is before the start: nothing to replay (and, without
-            # follow, nothing would ever arrive to end the loop below).
+    async def _read(self, subject: str, *, from_stream_seq: int, follow: bool) -> AsyncGenerator[Record, None]:
+        start = max(1, from_stream_seq)
+        if not await self._any_from(subject, start):
+            # Nothing to replay (and, without follow, nothing would ever arrive to end a read).
             if not follow:
+                if subject.endswith(".>") and subject.count(".") == 3 and (
+                        start == 1 or not await self._any_from(subject, 1)):
+                    raise RunNotFoundError(f"no run {subject.split('.')[2]!r} in the event log")
                 return
-            pending = 0
+            async with contextlib.aclosing(self._follow(subject, start, follow=True,
+                                                        ordinal=0 if start == 1 else None)) as records:
+                async for record in records:
+                    yield record
+            return
+        # What is stored: a pull consumer read straight off the protocol parser (events/replay.py).
+        ordinal: int | None = 0 if start == 1 else None
+        caught_up = False
+        async with contextlib.aclosing(catch_up(self.nc, self.js, EVENTS_STREAM, subject, start)) as stored:
+            async for sseq, subj, data, stamp, pending in stored:
+                if ordinal is not None:
+                    ordinal += 1
+                yield Record(stream_seq=sseq, subject=subj.decode(), envelope=decode(data), seq=ordinal or 0,
+                             time=stamp / 1e9)
+                start = sseq + 1
+                caught_up = pending == 0
+        if caught_up and not follow:
+            return
+        # What comes next (or the rest, had the catch-up stopped early): the ordered consumer.
+        async with contextlib.aclosing(self._follow(subject, start, follow=follow, ordinal=ordinal)) as records:
+            async for record in records:
+                yield record
+
+    async def _follow(self, subject: str, start: int, *, follow: bool,
+                      ordinal: int | None) -> AsyncGenerator[Record, None]:
+        """Read with an ordered push consumer from ``start``; without ``follow``, until nothing
+        is pending (at least one event must then be stored at or after ``start``)."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
 
         async def _cb(msg: Any) -> None:
@@ -465,27 +523,24 @@ class EventLog:
             ordered_consumer=True,
             idle_heartbeat=2.0,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            config=api.ConsumerConfig(opt_start_seq=max(1, from_stream_seq)),
+            config=api.ConsumerConfig(opt_start_seq=start),
             stream=EVENTS_STREAM,
         )
-        ordinal = 0
         try:
-            caught_up = pending == 0
             while True:
-                if caught_up and not follow:
-                    return
                 msg = await queue.get()
                 meta = msg.metadata
-                ordinal += 1
+                if ordinal is not None:
+                    ordinal += 1
                 yield Record(
                     stream_seq=meta.sequence.stream,
                     subject=msg.subject,
                     envelope=decode(msg.data),
-                    seq=ordinal if from_stream_seq <= 1 else 0,
+                    seq=ordinal or 0,
                     time=meta.timestamp.timestamp() if meta.timestamp else 0.0,
                 )
-                if meta.num_pending == 0:
-                    caught_up = True
+                if meta.num_pending == 0 and not follow:
+                    return
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
