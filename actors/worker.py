@@ -60,7 +60,7 @@ from events.tasks import JobTask, decode_task
 from streamflow.core.deployment import LOCAL_DEPLOYMENT, Connector, ExecutionLocation
 from streamflow.cwl.inputs import fill_and_validate_inputs
 from streamflow.cwl.tool import execute_process, tool_output
-from streamflow.data.jobdirs import UnsafeDirectoryError, fresh_attempt_dir, known_run_dir
+from streamflow.data.jobdirs import UnsafeDirectoryError, fresh_attempt_dir
 from streamflow.data.limits import fit_job_result
 from streamflow.data.manager import LOCAL_LOCATION
 from streamflow.data.objectstore import fetch_missing, publish_paths
@@ -312,8 +312,8 @@ class Worker:
         directory and why none could be made safely."""
         base = self.workdir if self.workdir is not None else await self._run_workdir(task.run_id)
         try:
-            if known_run_dir(base, task.run_id):  # a few mkdir calls: no thread hop for them
-                return _new_workdir(base, task, delivery), None
+            # In a thread even when it is only a few mkdir calls: they cost the kernel ~0.1 ms
+            # each on a busy disk, which a thread spends beside the loop (a hop is ~0.05 ms).
             return await asyncio.to_thread(_new_workdir, base, task, delivery), None
         except UnsafeDirectoryError as exc:
             return Path(base), exc
@@ -621,7 +621,7 @@ def _first_try(task: JobTask, delivery: int) -> bool:
 
 def _new_workdir(base: str, task: JobTask, delivery: int) -> Path:
     """A fresh private directory for this delivery of the task, with its empty ``out`` and
-    ``tmp`` (blocking: in a thread, unless the run's directory is known and it is a few ``mkdir``)."""
+    ``tmp`` (blocking: run in a thread, not on the loop)."""
     workdir = fresh_attempt_dir(base, task.run_id, task.job, attempt=task.attempt, generation=task.generation,
                                 delivery=delivery)
     for name in ("out", "tmp"):

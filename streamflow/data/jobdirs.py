@@ -34,8 +34,7 @@ from pathlib import Path
 
 from streamflow.errors import StreamFlowError
 
-__all__ = ["UnsafeDirectoryError", "fresh_attempt_dir", "known_run_dir", "new_attempt_dir", "private_base",
-           "store_identity"]
+__all__ = ["UnsafeDirectoryError", "fresh_attempt_dir", "new_attempt_dir", "private_base", "store_identity"]
 
 
 class UnsafeDirectoryError(StreamFlowError):
@@ -163,20 +162,13 @@ _bases: dict[tuple[str, str | None], Path] = {}
 _runs: set[Path] = set()
 
 
-def known_run_dir(base: str, run_id: str) -> bool:
-    """Whether :func:`fresh_attempt_dir` has the run's directory under ``base`` checked already
-    (a new attempt is then two or three ``mkdir`` calls: cheap enough for an event loop)."""
-    mine = _bases.get((os.path.abspath(base), os.environ.get("STREAMFLOW_HOME")))
-    return mine is not None and mine / run_id in _runs
-
-
 def fresh_attempt_dir(base: str, run_id: str, job: str, *, attempt: int, generation: int, delivery: int) -> Path:
     """:func:`new_attempt_dir` under :func:`private_base` of ``base``, checking less per job.
 
     The private base and the run's directory are checked once per process (see the module
     docstring); a job directory is checked only if it existed already, and the attempt's
-    directory, which ``mkdir`` has just created in it, is not checked again. Blocking: in a
-    thread, unless :func:`known_run_dir` (then it is two or three ``mkdir`` calls).
+    directory, which ``mkdir`` has just created in it, is not checked again. Blocking: run
+    it in a thread.
 
     Raises:
         UnsafeDirectoryError: as :func:`new_attempt_dir`.
