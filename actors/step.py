@@ -729,7 +729,9 @@ class ExecuteStepActor(StepActor):
                                    filters=self.step.filters)
             await self.append("step", self.step.id, request, key=tag)
             self.requested[job] = tag
-            self.requests[job] = request
+            # The log's echo may have been folded already (before the append's ack came
+            # back): keep that copy, the one the scheduler and data manager hold too.
+            self.requests.setdefault(job, request)
             self.attempts.setdefault(job, 1)
             return
         staged = self.staged.get(job)
