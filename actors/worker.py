@@ -45,6 +45,7 @@ import nats.js.errors
 import structlog
 from nats.js import api
 
+from actors._attempt import discard_workdir, has_files, recording, restore_outputs, with_duration
 from events.log import TASKS_STREAM, EventLog
 from events.schema import (
     JobCompleted,
@@ -285,7 +286,7 @@ class Worker:
                     try:
                         started = await self._append_started(task, delivery, workdir, 0)
                     except ConcurrencyError:
-                        _discard_workdir(workdir)
+                        discard_workdir(workdir)
                     else:
                         await self._run_attempt(msg, task, delivery, workdir, None, started.stream_seq)
                         return
@@ -302,7 +303,7 @@ class Worker:
             except ConcurrencyError:
                 # Another worker owns this attempt now; the server will not redeliver an acked task.
                 if unsafe is None:
-                    _discard_workdir(workdir)
+                    discard_workdir(workdir)
                 await msg.ack()
                 return
             await self._run_attempt(msg, task, delivery, workdir, unsafe, started.stream_seq)
@@ -366,8 +367,8 @@ class Worker:
             for heartbeat in beating:
                 heartbeat.cancel()
         if task.restore is not None and isinstance(body, JobCompleted):
-            body = await asyncio.to_thread(_restore_outputs, body, task.restore)
-        body = _with_duration(body, time.monotonic() - begin)
+            body = await asyncio.to_thread(restore_outputs, body, task.restore)
+        body = with_duration(body, time.monotonic() - begin)
         body = fit_job_result(body, self.log.nc.max_payload)  # too large to record: a clean JobFailed
         try:
             await self.log.append(task.run_id, "job", task.job, body, producer=f"worker:{self.name}",
@@ -499,7 +500,7 @@ class Worker:
                 self._defaults.clear()
             params = plain(step.process).get("inputs") or []
             found = self._defaults[key] = any(
-                _has_files(p.get("default")) for p in params if isinstance(p, dict))
+                has_files(p.get("default")) for p in params if isinstance(p, dict))
         return found
 
     def _remote_base(self, deployment: str) -> str:
@@ -536,7 +537,7 @@ class Worker:
                 discover_secondary_files=False)
             # Files and directories are looked at on disk (off the loop); plain values are
             # only checked against their types: no thread hop for them.
-            on_disk = _has_files(task.inputs) or self._file_defaults(task, step)
+            on_disk = has_files(task.inputs) or self._file_defaults(task, step)
             job_order = await asyncio.to_thread(validate) if on_disk else validate()
             sink = self.tool_output(task.run_id) if self.tool_output is not None else None
             if sink is not None:
@@ -552,7 +553,7 @@ class Worker:
                 step.process, job_order, requirements=step.requirements, hints=step.hints,
                 outdir=str(outdir), tmpdir=str(tmpdir), cores=task.cores, ram=task.memory or 1024,
                 cwl_version=step.cwl_version, container=step.container if location.local else "none",
-                run=_recording(revealing_command(command), ran))  # secret inputs: the values, for the command only
+                run=recording(revealing_command(command), ran))  # secret inputs: the values, for the command only
             outputs = bus_safe(outputs)  # JSON numbers beyond 64 bits travel as doubles
             if not self.shared_fs:
                 await publish_paths(self.log.js, outputs)
@@ -571,46 +572,6 @@ class Worker:
         except Exception as exc:  # supervision boundary: any crash of the attempt is a JobFailed
             log.exception("job_crashed")
             return JobFailed(error=f"internal error: {exc!r}", retryable=False, error_type="InternalError", job=job, attempt=attempt, delivery=delivery)
-
-
-COMMAND_WORDS = 1000
-COMMAND_CHARS = 16384
-
-
-def _recording(run: Callable[..., Awaitable[Any]], into: list[str]) -> Callable[..., Awaitable[Any]]:
-    """Wrap a ``RunCommand``: the command line it is given (placeholders, not secret values:
-    ``run`` reveals them afterwards) is kept in ``into``, shortened past ``COMMAND_WORDS`` words
-    or ``COMMAND_CHARS`` characters."""
-
-    async def _run(command: list[str], *args: Any, **kwargs: Any) -> Any:
-        kept: list[str] = []
-        size = 0
-        for word in command:
-            size += len(word)
-            if len(kept) >= COMMAND_WORDS or size > COMMAND_CHARS:
-                kept.append(f"... ({len(command) - len(kept)} more arguments)")
-                break
-            kept.append(word)
-        into[:] = kept
-        return await run(command, *args, **kwargs)
-
-    return _run
-
-
-def _discard_workdir(workdir: Path) -> None:
-    """Remove an attempt directory that was never used (its empty ``out`` and ``tmp`` too)."""
-    for path in (workdir / "out", workdir / "tmp", workdir):
-        with contextlib.suppress(OSError):
-            path.rmdir()
-
-
-def _has_files(value: Any) -> bool:
-    """Whether a JSON value holds a File or Directory object, at any depth."""
-    if isinstance(value, dict):
-        return value.get("class") in ("File", "Directory") or any(_has_files(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_files(v) for v in value)
-    return False
 
 
 def _first_try(task: JobTask, delivery: int) -> bool:
@@ -638,39 +599,6 @@ async def _refused(task: JobTask, delivery: int, exc: UnsafeDirectoryError) -> J
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _restore_outputs(body: JobCompleted, previous: dict[str, Any]) -> JobCompleted:
-    """Copy the files of a rollback attempt to the paths the completed attempt recorded."""
-    import shutil
-
-    def _walk(new: Any, old: Any) -> None:
-        if isinstance(new, dict) and isinstance(old, dict):
-            if new.get("class") in ("File", "Directory") and old.get("path") and new.get("path"):
-                target = Path(old["path"])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if new["class"] == "Directory":
-                    shutil.copytree(new["path"], target, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(new["path"], target)
-                for sec_new, sec_old in zip(new.get("secondaryFiles") or [], old.get("secondaryFiles") or [],
-                                            strict=False):
-                    _walk(sec_new, sec_old)
-                return
-            for key in new:
-                if key in old:
-                    _walk(new[key], old[key])
-        elif isinstance(new, list) and isinstance(old, list):
-            for n, o in zip(new, old, strict=False):
-                _walk(n, o)
-
-    _walk(body.outputs, previous)
-    # The copies were made here: the location's own copy of the new attempt is not at these paths.
-    return msgspec.structs.replace(body, outputs=previous, location_paths={})
-
-
-def _with_duration(body: JobCompleted | JobFailed, duration: float) -> JobCompleted | JobFailed:
-    return msgspec.structs.replace(body, duration=duration)
 
 
 class RunHere:
