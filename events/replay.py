@@ -114,8 +114,8 @@ class _Pull:
             tokens = reply.split(b".")
             at = 5 if len(tokens) == 9 else 7  # v1: $JS.ACK.<stream>.<consumer>.<n>...; v2 adds domain, hash
             try:
-                sseq, dseq, stamp, pending = (int(t) for t in tokens[at:at + 4])
-            except ValueError:
+                sseq, dseq, stamp, pending = int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 2]), int(tokens[at + 3])
+            except (ValueError, IndexError):
                 self.broken = f"unexpected reply subject {reply[:120]!r}"
             else:
                 if dseq != self.dseq:
