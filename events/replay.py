@@ -153,15 +153,18 @@ async def catch_up(nc: NATS, js: Any, stream: str, subject: str, start: int) -> 
     unexpected (see the module's docstring); yields nothing when the client cannot be hooked.
     At least one event must be stored at or after ``start`` (or this waits ``STALL`` seconds).
     """
-    sinks = raw_sinks(nc)
-    if sinks is None:
+    if raw_sinks(nc) is None:
         return
     state = _Pull()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
-    sinks[sub._id] = state.on_msg
     name = ""
     try:
+        # Looked up again after the await: another catch-up may have unhooked the client meanwhile.
+        sinks = raw_sinks(nc)
+        if sinks is None:
+            return
+        sinks[sub._id] = state.on_msg
         try:
             info = await js.add_consumer(stream, config=api.ConsumerConfig(
                 ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,

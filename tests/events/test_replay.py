@@ -191,3 +191,68 @@ async def test_read_object_returns_the_stored_bytes(event_log: EventLog, monkeyp
         assert await event_log.read_object(bucket, name) == blob
         await store.put(name, b"second version")  # the latest version, not the first chunks of the subject
         assert await event_log.read_object(bucket, name) == b"second version"
+
+
+async def test_concurrent_catch_ups_on_one_client(event_log: EventLog, monkeypatch: Any) -> None:
+    """Several reads at once on one client (starting and ending at different times) all read everything."""
+    monkeypatch.setattr(replay, "BATCH", 8)
+    handed_over: list[int] = []
+    original = EventLog._follow
+
+    def follow(self: EventLog, subject: str, start: int, **kwargs: Any) -> Any:
+        handed_over.append(start)
+        return original(self, subject, start, **kwargs)
+
+    runs = [new_run() for _ in range(4)]
+    for i, run in enumerate(runs):
+        await populate(event_log, run, 10 + 15 * i)
+    monkeypatch.setattr(EventLog, "_follow", follow)
+    async with asyncio.timeout(DEADLINE):
+        results = await asyncio.gather(*(fast(event_log, run) for run in runs * 2))
+    assert handed_over == []  # every read caught up on its own (no sink lost to another's unhooking)
+    monkeypatch.undo()
+    for run, records in zip(runs * 2, results, strict=True):
+        assert shape(records) == shape(await ordered(event_log, run))
+    assert "_process_msg" not in vars(event_log.nc)
+
+
+async def test_a_catch_up_starting_while_another_ends_keeps_its_sink(event_log: EventLog, monkeypatch: Any) -> None:
+    """B subscribes while A ends and unhooks the client: B hooks it again (no fall-back, nothing lost)."""
+    monkeypatch.setattr(replay, "STALL", 1.0)
+    handed_over: list[int] = []
+    original_follow = EventLog._follow
+
+    def follow(self: EventLog, subject: str, start: int, **kwargs: Any) -> Any:
+        handed_over.append(start)
+        return original_follow(self, subject, start, **kwargs)
+
+    monkeypatch.setattr(EventLog, "_follow", follow)
+    first, second = new_run(), new_run()
+    await populate(event_log, first, 20)
+    await populate(event_log, second, 20)
+    nc = event_log.nc
+    original_subscribe = nc.subscribe
+    a_done = asyncio.Event()
+    inboxes = 0
+
+    async def subscribe(subject: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal inboxes
+        sub = await original_subscribe(subject, *args, **kwargs)
+        if kwargs.get("cb") is None and not subject.endswith("*"):
+            inboxes += 1
+            if inboxes == 2:  # B's catch-up: let A end (and unhook the client) first
+                await a_done.wait()
+        return sub
+
+    monkeypatch.setattr(nc, "subscribe", subscribe)
+    async with asyncio.timeout(DEADLINE):
+        reading = event_log.read(first).__aiter__()
+        await reading.__anext__()  # A is under way, its sink in the table
+        b = asyncio.ensure_future(fast(event_log, second))
+        while inboxes < 2:
+            await asyncio.sleep(0.01)
+        await reading.aclose()  # type: ignore[attr-defined]
+        assert "_process_msg" not in vars(nc)  # A was the last sink: unhooked
+        a_done.set()
+        records = await b
+    assert handed_over == [] and len(records) == 21
