@@ -2,10 +2,12 @@
 
 The Scheduler actor (``actors/scheduler.py``) owns one per run. It folds the run's events
 into it (the locations of each deployment, what runs where, where data is: the synchronous
-``record_*``/``release`` methods, since a fold does no I/O), and for each requested job
-awaits :meth:`DefaultScheduler.schedule`, whose answer it records as ``JobScheduled``.
+``record_*``/``release`` methods, since a fold does no I/O), and queues each requested job
+with :meth:`DefaultScheduler.submit` (a plain record and a callback, no task per waiting job;
+requests with binding filters await :meth:`DefaultScheduler.schedule_filtered`), recording
+each answer as ``JobScheduled``.
 
-Placement: ``schedule`` queues the request and resolves it as soon as one of its targets (in
+Placement: ``schedule``/``submit`` queue the request and grant it as soon as one of its targets (in
 order of preference) has room: for each location the scheduler checks the free cores,
 memory and slots from its own bookkeeping, then asks the :class:`Policy` to choose among
 those with room (default ``data_locality``). A target with ``locations: N`` needs N distinct
