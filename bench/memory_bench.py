@@ -2,12 +2,16 @@
 
 Runs ``streamflow run`` on ``bench/workflows``' scatter with a fresh ``STREAMFLOW_HOME`` and samples
 the RSS of every process of its tree every ``--interval`` seconds (psutil), grouped as
-``engine`` (the ``streamflow run`` process), ``nats-server``, ``reaper`` (the local connector's
-helper) and ``jobs`` (anything else: the job processes). Writes the samples as CSV
-(``t,engine,nats,reaper,jobs,other_n,total`` in MB) and prints the peaks, the wall time and, from
-the run's log, completed jobs per interval::
+``engine`` (the ``streamflow run`` process), ``nats`` (the embedded ``nats-server``), ``reaper``
+(the local connector's helper), ``jobs`` (the job processes) and ``prefork``: a child caught
+between ``vfork`` and ``exec``, whose RSS is the engine's own (shared) pages. ``total`` leaves
+``prefork`` out, ``summed`` counts it. Writes every sample as CSV
+(``t,engine,nats,reaper,jobs,prefork,procs,total,summed``, MB) and prints the peaks and the wall
+time as JSON; ``--keep DIR`` keeps the run's directory (its store: ``streamflow events`` with
+``STREAMFLOW_HOME=DIR/home``)::
 
     python bench/memory_bench.py --n 10000 --csv /tmp/mem-10k.csv
+    python bench/memory_bench.py --n 100000 --csv /tmp/mem.csv --interval 2 --keep /tmp/sf100k
 """
 
 from __future__ import annotations
@@ -67,11 +71,11 @@ def sample(pid: int, interval: float, out: list[dict[str, float]], stop: threadi
         for proc in procs:
             try:
                 rss = proc.memory_info().rss / 2**20
+                group = _group(proc, pid, root_cmd)
+                if group == "jobs" and rss > 0.9 * engine_rss and proc.ppid() == pid:
+                    group = "prefork"  # read while it exec'd: the cmdline was already the job's, the RSS not yet
             except psutil.Error:
                 continue
-            group = _group(proc, pid, root_cmd)
-            if group == "jobs" and rss > 0.9 * engine_rss and proc.ppid() == pid:
-                group = "prefork"  # read while it exec'd: the cmdline was already the job's, the RSS not yet
             row[group] += rss
             row["n"] += 1
         row["total"] = row["engine"] + row["nats"] + row["reaper"] + row["jobs"]
