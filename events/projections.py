@@ -201,6 +201,11 @@ class RunSummary:
     attempts_started: int = 0
     attempts_failed: int = 0
 
+    def step_label(self, step: str) -> str:
+        """A step's name for people: a lone tool's step (the root, ``/``) goes by the run's name."""
+        name = self.steps.get(step, step)
+        return self.name if name in ("/", "") and self.name else name
+
     # --- the fold ------------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
@@ -258,7 +263,7 @@ class RunSummary:
             info.state = "running"
             self.attempts_started += 1
             info.attempts.append(Attempt(
-                job=body.job, step=info.step, step_name=self.steps.get(info.step, info.step), tag=info.tag,
+                job=body.job, step=info.step, step_name=self.step_label(info.step), tag=info.tag,
                 attempt=body.attempt, delivery=body.delivery, deployment=info.deployment,
                 location=info.location, worker=body.worker, status="RUNNING",
                 requested_at=info.requested_at, scheduled_at=info.scheduled_at, start=when))
@@ -299,7 +304,7 @@ class RunSummary:
                 return attempt
         # An end without a start (e.g. a job that failed before its attempt started).
         attempt = Attempt(
-            job=info.job, step=info.step, step_name=self.steps.get(info.step, info.step), tag=info.tag,
+            job=info.job, step=info.step, step_name=self.step_label(info.step), tag=info.tag,
             attempt=number, delivery=delivery or 1, deployment=info.deployment, location=info.location,
             worker="", status="RUNNING", requested_at=info.requested_at, scheduled_at=info.scheduled_at,
             start=when)

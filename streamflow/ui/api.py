@@ -58,7 +58,7 @@ def timeline_view(fold: RunFold, *, lane: str = "location", buckets: int = 200) 
 def _job_row(fold: RunFold, info: JobView) -> dict[str, Any]:
     last = info.attempts[-1] if info.attempts else None
     return {
-        "job": info.job, "step": info.step, "step_name": fold.summary.steps.get(info.step, info.step),
+        "job": info.job, "step": info.step, "step_name": fold.summary.step_label(info.step),
         "tag": info.tag, "state": info.state, "status": info.status, "attempts": len(info.attempts),
         "location": info.location, "deployment": info.deployment,
         "start": last.start if last else None, "end": last.end if last else None,

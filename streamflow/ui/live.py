@@ -196,7 +196,7 @@ class RunFold:
             state = "running"
         else:
             state = "waiting"
-        return {"id": step, "name": self.summary.steps.get(step, step), "state": state, "jobs": dict(counts)}
+        return {"id": step, "name": self.summary.step_label(step), "state": state, "jobs": dict(counts)}
 
     def step_rows(self) -> list[dict[str, Any]]:
         """Every step's row, in declaration order."""
