@@ -37,7 +37,7 @@ from nats.js.client import JetStreamContext
 
 from events.backoff import Backoff
 from events.codec import decode, encode, event_id, event_type
-from events.replay import catch_up
+from events.replay import catch_up, server_time
 from events.schema import Envelope, Event, EventBody
 from streamflow.errors import BusError, ConcurrencyError, EventLogError, FencedError, RunNotFoundError
 
@@ -537,7 +537,7 @@ class EventLog:
                     subject=msg.subject,
                     envelope=decode(msg.data),
                     seq=ordinal or 0,
-                    time=meta.timestamp.timestamp() if meta.timestamp else 0.0,
+                    time=server_time(msg.reply),
                 )
                 if meta.num_pending == 0 and not follow:
                     return

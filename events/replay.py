@@ -35,7 +35,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-__all__ = ["BATCH", "RawEvent", "catch_up", "raw_sinks"]
+__all__ = ["BATCH", "RawEvent", "catch_up", "raw_sinks", "server_time"]
 
 #: Messages asked for per pull request (another is sent when half of them have arrived).
 BATCH = 4096
@@ -47,6 +47,19 @@ RawEvent = tuple[int, bytes, bytes, int, int]
 Sink = Callable[[bytes, bytes, bytes, "bytes | None"], None]
 
 _SINKS = "_sf_raw_sinks"
+
+
+def server_time(reply: str | bytes) -> float:
+    """The server's storage time (seconds since the epoch) in a JetStream reply subject
+    (``$JS.ACK...``), 0.0 when it has none. Every reader of the log takes a record's time from
+    here, so the same event has the same time (to the bit) whichever way it was read."""
+    tokens = (reply.decode() if isinstance(reply, bytes) else reply).split(".")
+    if len(tokens) < 9:
+        return 0.0
+    try:
+        return int(tokens[7 if len(tokens) == 9 else 9]) / 1e9
+    except ValueError:
+        return 0.0
 
 
 def raw_sinks(nc: NATS) -> dict[int, Sink] | None:

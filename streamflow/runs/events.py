@@ -13,6 +13,7 @@ from nats.js import api
 
 from events.codec import decode, event_type
 from events.log import EVENTS_STREAM, EventLog, Record, run_subject
+from events.replay import server_time
 from events.schema import RunCancelled, RunCompleted, RunFailed, RunSubmitted
 from streamflow.errors import RunNotFoundError
 
@@ -149,7 +150,7 @@ async def read_page(log_: EventLog, run_id: str, keep: EventFilter, *, limit: in
                 page.next_since, page.last_stream_seq = max(keep.since, ordinal), meta.sequence.stream
                 try:
                     record = Record(stream_seq=meta.sequence.stream, subject=msg.subject, envelope=decode(msg.data),
-                                    seq=ordinal, time=meta.timestamp.timestamp() if meta.timestamp else 0.0)
+                                    seq=ordinal, time=server_time(msg.reply))
                 except Exception:  # an event this version cannot read: counted, not shown
                     continue
                 if keep.keeps(record):

@@ -27,6 +27,7 @@ from nats.js import api
 from events.codec import decode
 from events.log import EVENTS_STREAM, EventLog, Record, run_subject
 from events.projections import JOB_STATES, RunSummary
+from events.replay import server_time
 from events.schema import JobCompleted, JobFailed, JobStarted, RunSubmitted, StepFailed, StepTerminated
 from streamflow.runs.events import record_to_json
 
@@ -67,7 +68,7 @@ async def follow(log_: EventLog, subject: str, on_record: Callable[[Record], Non
             try:
                 record = Record(stream_seq=meta.sequence.stream, subject=msg.subject, envelope=decode(msg.data),
                                 seq=ordinal if number else 0,
-                                time=meta.timestamp.timestamp() if meta.timestamp else 0.0)
+                                time=server_time(msg.reply))
                 on_record(record)
             except Exception as exc:  # an event this version cannot read: skip it, say so
                 log.warning("ui: event not folded", subject=msg.subject, error=str(exc))
