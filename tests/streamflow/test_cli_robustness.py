@@ -254,13 +254,15 @@ def test_events_follow_ends_with_the_run_unless_forever(tmp_path: Path, sf_env: 
 
 def test_events_into_a_pipe_closed_early_end_without_a_traceback(tmp_path: Path, sf_env: dict[str, str]) -> None:
     """``streamflow events RUN | head -1``: the reader leaves; the command stops quietly (141, SIGPIPE's code)."""
-    args = _write(tmp_path, {"pause": 0})
+    # A big input recorded in several events: what follows the first line cannot all fit in
+    # the pipe's buffer before the reader leaves, so the command does write into a closed pipe.
+    args = _write(tmp_path, {"pause": 0, "v": "x" * 200_000})
     done = run_cli(["run", "--run-id", "rpipe" + os.urandom(3).hex(), "--outdir", str(tmp_path / "out"), *args],
                    sf_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run_id = json.loads(run_cli(["list", "--json"], sf_env).stdout.splitlines()[-1])["run_id"]
     code = "import sys; from streamflow.cli.main import console_main; sys.exit(console_main())"
-    events = subprocess.Popen([sys.executable, "-c", code, "events", run_id], env=sf_env, stdout=subprocess.PIPE,
+    events = subprocess.Popen([sys.executable, "-c", code, "events", run_id, "--json"], env=sf_env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     assert events.stdout is not None and events.stderr is not None
     assert events.stdout.readline()  # one line, then the reader is gone while more are written
