@@ -293,7 +293,7 @@ class ExpressionEvaluator:
     def _one(self, text: str, rootvars: dict[str, Any], engine: JSEngine) -> Any:
         """Evaluate one ``(...)``/``{...}`` part (the text after its ``$``)."""
         path = _reference(text)
-        if path is not None:
+        if path is not None and path[0] in rootvars:
             found, value = _walk(rootvars[str(path[0])], path[1:])
             if found:
                 return value
