@@ -12,9 +12,11 @@ and the tokens in the log never have to be rewritten.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,14 +115,27 @@ async def is_published(js: JetStreamContext, path: str) -> bool:
 
 
 async def _fetch_file(store: Any, path: str) -> bool:
-    try:
-        result = await store.get(object_name(path))
-    except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError):
-        return False
+    """Download one object to ``path``: its chunks are written as they come into a new file
+    beside it (``mkstemp``: created here, mode 0600, never an existing file or link), which
+    then replaces ``path``. (``ObjectStore.get`` without ``writeinto`` joins the chunks by
+    repeated concatenation: quadratic in the file's size.)"""
     target = Path(path)
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread(target.write_bytes, result.data or b"")
-    return True
+    fd, partial = await asyncio.to_thread(tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part",
+                                          dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            try:
+                await store.get(object_name(path), writeinto=handle)
+            except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError):
+                return False
+        await asyncio.to_thread(os.replace, partial, target)
+        partial = ""
+        return True
+    finally:
+        if partial:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
 
 
 async def fetch_missing(js: JetStreamContext, value: Any) -> int:
