@@ -69,7 +69,12 @@ async def test_commands_run_with_umask_077_and_keep_their_exit_status(tmp_path: 
 
 
 def test_command_and_its_children_die_with_the_engine(tmp_path: Path) -> None:
-    """SIGKILL the process running a command: the command and its background child die too."""
+    """SIGKILL the process running a command: the command and its background child die too.
+
+    The engine is killed while the command runs, once it has registered the command with its
+    reaper: a job is registered right after its ``fork``, and a SIGKILL in the ~1 ms between
+    the two (the job already running, not yet registered) is a window this guard does not
+    close (the reaper kills only the process groups it was told are ours)."""
     pids = tmp_path / "pids"
     engine = textwrap.dedent(f"""
         import asyncio, os
@@ -83,6 +88,7 @@ def test_command_and_its_children_die_with_the_engine(tmp_path: Path) -> None:
         while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
             time.sleep(0.02)
         shell, child = (int(p) for p in pids.read_text().split())
+        time.sleep(0.5)  # the command runs for 60 s: the engine has registered it by now
     finally:
         proc.kill()
         proc.wait()
